@@ -1,0 +1,79 @@
+"""The template's checks. `nox` runs lint, tests and smoke; `nox -s demo` bakes a project to try.
+
+Every session bakes through tests/baking.py and installs torch only from where
+tests/torch_source.py says (a local CPU wheel, or the PyTorch CPU index), never a CUDA build.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import nox
+
+TEMPLATE_ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(TEMPLATE_ROOT))  # nox does not put the noxfile's folder on sys.path
+
+from tests.torch_source import torch_install_env  # noqa: E402
+
+nox.needs_version = ">=2025.5"
+nox.options.default_venv_backend = "uv"
+nox.options.sessions = ["lint", "tests", "smoke"]
+
+LINTED = ["hooks", "tests", "noxfile.py"]
+
+
+def bake(session: nox.Session, output_dir: Path, *answers: str) -> Path:
+    """Bake with tests/baking.py inside the session's environment; returns the project path."""
+    shutil.rmtree(output_dir, ignore_errors=True)
+    printed = session.run(
+        "python", "-m", "tests.baking", str(output_dir), *answers, silent=True
+    )  # fmt: skip
+    return Path(str(printed).strip().splitlines()[-1])
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Ruff and mypy (strict) over the hooks, tests and this file."""
+    session.install("--group", "lint")
+    session.run("ruff", "check", *LINTED)
+    session.run("ruff", "format", "--check", *LINTED)
+    session.run("mypy", *LINTED)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """pytest over tests/: bakes, hook rejections, generated-file checks."""
+    session.install("--group", "test")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def smoke(session: nox.Session) -> None:
+    """Bake the default project and run its own `nox`: lint, typecheck, tests, smoke-train."""
+    session.install("--group", "test")
+    # Outside this repository: ruff skips every file under a `.nox` folder, so a project baked
+    # into .nox/ would "pass" lint with nothing checked.
+    scratch = Path(tempfile.mkdtemp(prefix="torch-template-smoke-"))
+    project = bake(session, scratch, *session.posargs)
+    session.chdir(project)
+    session.log(f"baked into {project}; it is kept there if a check fails")
+    session.run("nox", "--non-interactive", env=torch_install_env(scratch))
+    shutil.rmtree(scratch)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Bake a project into ./demo (or the folder given after --), set it up and smoke-train it."""
+    session.install("--group", "test")
+    output_dir = Path(session.posargs[0] if session.posargs else "demo").resolve()
+    project = bake(session, output_dir)
+    session.chdir(project)
+    # The generated README's one set-up command, run exactly as a user would run it.
+    session.run("bash", "scripts/setup_dev.sh", external=True, env=torch_install_env(output_dir))
+    session.log(
+        f"Your demo project is in {project}. Next: cd {project} && source .venv/bin/activate, "
+        "then read its README.md (training, tests, CPU-only tips)."
+    )

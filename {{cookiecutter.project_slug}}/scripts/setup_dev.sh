@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# One command from a fresh clone to a working environment: `bash scripts/setup_dev.sh`.
+# Creates .venv with the project and its dev tools, then trains the smoke config once.
+# On a machine without a GPU, run it as `UV_TORCH_BACKEND=cpu bash scripts/setup_dev.sh`
+# to get the small CPU build of torch instead of the CUDA one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v uv >/dev/null 2>&1; then
+  echo "setup_dev: uv is not installed. Fix: python3 -m pip install uv (or see https://docs.astral.sh/uv/)" >&2
+  exit 1
+fi
+
+# .python-version holds the lowest supported Python; uv picks it (or a newer one you name).
+[ -d .venv ] || uv venv .venv
+uv pip install --python .venv -e . --group dev
+.venv/bin/python -m {{ cookiecutter.package_name }}.train --config configs/smoke.yaml output_dir=outputs/setup-check
+
+echo
+echo "Ready. Activate with: source .venv/bin/activate"
+echo "Then: nox (all checks), python -m {{ cookiecutter.package_name }}.train --config configs/default.yaml"

@@ -1,0 +1,172 @@
+"""Typed run configuration: plain dataclasses filled from a YAML file and `key=value` overrides.
+
+Every value a run uses lives here with its default, so "where did this number come from?" has one
+answer: the dataclass, then the YAML file, then the command line, in that order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad key, type or value in a config file or override; the message says how to fix it."""
+
+
+@dataclass
+class DataConfig:
+    name: Literal["synthetic", "mnist"] = "{{ cookiecutter.dataset }}"
+    root: str = "data/mnist"  # where the MNIST IDX files live
+    num_train: int = 4096  # synthetic only
+    num_val: int = 1024  # synthetic only
+    image_size: int = 16  # synthetic only; MNIST images are 28x28
+    num_classes: int = 10  # synthetic only; MNIST has 10
+    num_workers: int = 0
+
+
+@dataclass
+class ModelConfig:
+    name: Literal["cnn", "mlp"] = "cnn"
+    width: int = 32  # CNN channels or MLP hidden units
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 64  # global batch, split evenly across ranks
+    deterministic: bool = True
+    amp: Literal["off", "bf16", "fp16"] = "off"
+    compile: bool = False
+    device: str = "auto"  # "auto" picks CUDA when available
+    require_loss_decrease: bool = True  # fail the run if the last epoch is no better than the first
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    output_dir: str = "outputs/default"
+    resume: str = ""  # "", "auto" (output_dir/checkpoints/last.pt) or a checkpoint path
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+POSITIVE_INTEGERS = ("train.epochs", "train.batch_size", "model.width", "data.image_size")
+
+
+def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
+    """Build a Config from defaults, then the YAML file at `path`, then `key=value` overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        values = read_yaml_mapping(Path(path))
+    for override in overrides:
+        key, separator, raw_value = override.partition("=")
+        if not separator or not key:
+            raise ConfigError(f"override {override!r} is not key=value; e.g. train.epochs=3")
+        set_dotted(values, key.strip(), yaml.safe_load(raw_value) if raw_value else "")
+    config: Config = build_dataclass(Config, values, prefix="")
+    check_values(config)
+    return config
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; pass --config configs/default.yaml")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys, not {loaded!r}")
+    return loaded
+
+
+def set_dotted(values: dict[str, Any], dotted_key: str, value: object) -> None:
+    *parents, leaf = dotted_key.split(".")
+    node = values
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{dotted_key}: {part} is a value, not a section")
+        node = child
+    node[leaf] = value
+
+
+def build_dataclass(cls: type[Any], values: object, prefix: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix.rstrip('.')} must be a section (key: value lines)")
+    hints = typing.get_type_hints(cls)
+    known = {spec.name for spec in dataclasses.fields(cls)}
+    for key in values:
+        if key not in known:
+            raise ConfigError(
+                f"unknown key {prefix}{key}; valid keys here: {', '.join(sorted(known))}"
+            )
+    arguments = {key: convert(hints[key], value, f"{prefix}{key}") for key, value in values.items()}
+    return cls(**arguments)
+
+
+def convert(expected: Any, value: object, key: str) -> object:
+    """Check `value` against the annotation `expected`; ints are accepted where floats are."""
+    if dataclasses.is_dataclass(expected):
+        return build_dataclass(typing.cast(type[Any], expected), value, prefix=f"{key}.")
+    if typing.get_origin(expected) is Literal:
+        choices = typing.get_args(expected)
+        if value not in choices:
+            raise ConfigError(f"{key}={value!r} is not allowed; choose one of {list(choices)}")
+        return value
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is float and isinstance(value, str):
+        # YAML 1.1 (PyYAML) reads `1e-3` as a string; people still mean a number.
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    # bool is a subclass of int: `epochs=true` must not pass as 1.
+    if isinstance(expected, type) and type(value) is expected:
+        return value
+    name = getattr(expected, "__name__", str(expected))
+    raise ConfigError(f"{key}={value!r} should be of type {name}; e.g. {key}={example(expected)}")
+
+
+def example(expected: Any) -> str:
+    return {int: "3", float: "0.001", bool: "true", str: "text"}.get(expected, "...")
+
+
+def check_values(config: Config) -> None:
+    for key in POSITIVE_INTEGERS:
+        section, name = key.split(".")
+        if getattr(getattr(config, section), name) < 1:
+            raise ConfigError(f"{key} must be at least 1")
+    if config.optim.lr <= 0:
+        raise ConfigError(f"optim.lr={config.optim.lr} must be positive; e.g. optim.lr=0.001")
+    if config.optim.weight_decay < 0:
+        raise ConfigError("optim.weight_decay must not be negative")
+    if config.data.num_workers < 0:
+        raise ConfigError("data.num_workers must not be negative; 0 loads in the main process")
+    if config.data.num_classes < 2:
+        raise ConfigError("data.num_classes must be at least 2")
+
+
+def to_dict(config: Config) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def save_config(config: Config, path: Path) -> None:
+    path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False), encoding="utf-8")

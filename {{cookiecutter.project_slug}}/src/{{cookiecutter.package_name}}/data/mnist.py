@@ -1,0 +1,125 @@
+"""MNIST read straight from its IDX files (gzipped or raw), with an optional verified download.
+
+IDX is a tiny format: two zero bytes, a type code (0x08 = unsigned byte), the number of
+dimensions, each dimension as a big-endian uint32, then the data. No torchvision needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import sys
+import tempfile
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import TensorDataset
+
+IDX_UNSIGNED_BYTE = 0x08
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+# Checksums of the gzipped files as published with the dataset (torchvision uses the same).
+FILES_MD5 = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
+
+
+class DatasetMissingError(FileNotFoundError):
+    """A dataset file is absent; the message says how to get it."""
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read one IDX file (`.gz` or raw) into a uint8 array of its declared shape."""
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        raw = gzip.decompress(raw)
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != IDX_UNSIGNED_BYTE:
+        raise ValueError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
+    dimensions = raw[3]
+    header_end = 4 + 4 * dimensions
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dimensions))
+    data = np.frombuffer(raw, dtype=np.uint8, offset=header_end)
+    if data.size != int(np.prod(shape)):
+        raise ValueError(f"{path} holds {data.size} values but its header says {shape}")
+    return data.reshape(shape)
+
+
+def find_file(root: Path, gz_name: str) -> Path:
+    for candidate in (root / gz_name, root / gz_name.removesuffix(".gz")):
+        if candidate.is_file():
+            return candidate
+    raise DatasetMissingError(
+        f"MNIST file {gz_name} (or its unzipped form) not found in {root}; download it with "
+        f"`python -m {__package__}.mnist --root {root}` or set data.root to where it lives"
+    )
+
+
+def load_split(root: Path, prefix: str) -> TensorDataset:
+    """`prefix` is "train" or "t10k"; images become normalised float32 of shape (N, 1, 28, 28)."""
+    images = read_idx(find_file(root, f"{prefix}-images-idx3-ubyte.gz"))
+    labels = read_idx(find_file(root, f"{prefix}-labels-idx1-ubyte.gz"))
+    if len(images) != len(labels):
+        raise ValueError(f"{root}: {len(images)} {prefix} images but {len(labels)} labels")
+    pixels = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
+    targets = torch.from_numpy(labels.astype(np.int64))
+    return TensorDataset((pixels - MNIST_MEAN) / MNIST_STD, targets)
+
+
+def load_mnist(root: Path) -> tuple[TensorDataset, TensorDataset]:
+    return load_split(root, "train"), load_split(root, "t10k")
+
+
+def md5_of(path: Path) -> str:
+    return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+
+
+def download(root: Path) -> None:
+    """Fetch each missing file from the first mirror that answers; keep it only if its MD5 fits."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name, expected_md5 in FILES_MD5.items():
+        target = root / name
+        if target.is_file() and md5_of(target) == expected_md5:
+            continue
+        for mirror in MIRRORS:
+            with tempfile.NamedTemporaryFile(dir=root, suffix=".part", delete=False) as part:
+                partial = Path(part.name)
+            try:
+                urllib.request.urlretrieve(mirror + name, partial)
+                if md5_of(partial) == expected_md5:
+                    # A rename: a half-downloaded file never carries the real name.
+                    partial.replace(target)
+                    print(f"downloaded {name} from {mirror}")
+                    break
+                print(f"checksum mismatch for {name} from {mirror}; trying the next mirror")
+            except OSError as error:
+                print(f"could not download {name} from {mirror}: {error}")
+            finally:
+                partial.unlink(missing_ok=True)
+        else:
+            raise DatasetMissingError(f"no mirror gave a valid {name}; copy it into {root} by hand")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Download MNIST's IDX files, checksum-verified.")
+    parser.add_argument("--root", type=Path, default=Path("data/mnist"))
+    arguments = parser.parse_args(argv)
+    try:
+        download(arguments.root)
+    except DatasetMissingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

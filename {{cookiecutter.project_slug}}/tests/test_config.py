@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from {{ cookiecutter.package_name }}.config import ConfigError, load_config
+
+
+def test_defaults_need_no_file() -> None:
+    config = load_config()
+    assert config.train.epochs >= 1
+    assert config.data.name == "{{ cookiecutter.dataset }}"
+
+
+def test_overrides_are_typed(smoke_config: Path) -> None:
+    config = load_config(smoke_config, ["optim.lr=1e-3", "train.epochs=7", "train.amp=bf16"])
+    assert config.optim.lr == pytest.approx(0.001)
+    assert config.train.epochs == 7
+    assert config.train.amp == "bf16"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.epoch=3", "unknown key train.epoch"),
+        ("train.epochs=three", "train.epochs='three' should be of type int"),
+        ("train.epochs=true", "should be of type int"),
+        ("train.epochs=0", "train.epochs must be at least 1"),
+        ("optim.lr=-1", "must be positive"),
+        ("model.name=resnet", "choose one of ['cnn', 'mlp']"),
+        ("train=3", "train must be a section"),
+        ("seed", "is not key=value"),
+    ],
+)
+def test_bad_values_name_the_key(override: str, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(None, [override])
+    assert message in str(error.value)
+
+
+def test_missing_file_says_what_to_pass(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from {{ cookiecutter.package_name }}.data.mnist import (
+    DatasetMissingError,
+    load_mnist,
+    read_idx,
+)
+from {{ cookiecutter.package_name }}.data.synthetic import make_synthetic_splits
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        size.to_bytes(4, "big") for size in array.shape
+    )
+    payload = header + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(payload) if path.suffix == ".gz" else payload)
+
+
+def make_tiny_mnist(root: Path, compressed: bool) -> None:
+    suffix = ".gz" if compressed else ""
+    rng = np.random.default_rng(0)
+    for prefix, count in (("train", 6), ("t10k", 4)):
+        images = rng.integers(0, 256, (count, 28, 28))
+        write_idx(root / f"{prefix}-images-idx3-ubyte{suffix}", images)
+        write_idx(root / f"{prefix}-labels-idx1-ubyte{suffix}", rng.integers(0, 10, (count,)))
+
+
+@pytest.mark.parametrize("compressed", [True, False])
+def test_mnist_idx_files_load(tmp_path: Path, compressed: bool) -> None:
+    make_tiny_mnist(tmp_path, compressed)
+    train, val = load_mnist(tmp_path)
+    images, labels = train.tensors
+    assert images.shape == (6, 1, 28, 28)
+    assert images.dtype == torch.float32
+    assert labels.dtype == torch.int64
+    assert len(val) == 4
+
+
+def test_idx_round_trip_keeps_values(tmp_path: Path) -> None:
+    array = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    write_idx(tmp_path / "x.idx", array)
+    np.testing.assert_array_equal(read_idx(tmp_path / "x.idx"), array)
+
+
+def test_idx_with_bad_magic_is_rejected(tmp_path: Path) -> None:
+    (tmp_path / "bad").write_bytes(b"\x01\x02\x03\x04")
+    with pytest.raises(ValueError, match="magic"):
+        read_idx(tmp_path / "bad")
+
+
+def test_missing_mnist_says_how_to_download(tmp_path: Path) -> None:
+    with pytest.raises(DatasetMissingError, match="download it with"):
+        load_mnist(tmp_path)
+
+
+def test_synthetic_data_is_the_same_for_the_same_seed() -> None:
+    first, _ = make_synthetic_splits(32, 8, 10, 16, seed=3)
+    second, _ = make_synthetic_splits(32, 8, 10, 16, seed=3)
+    assert torch.equal(first.tensors[0], second.tensors[0])
+    assert torch.equal(first.tensors[1], second.tensors[1])

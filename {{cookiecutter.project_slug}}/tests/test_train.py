@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from {{ cookiecutter.package_name }}.config import load_config
+from {{ cookiecutter.package_name }}.metrics import read_metrics
+from {{ cookiecutter.package_name }}.reproducibility import configure_determinism
+from {{ cookiecutter.package_name }}.train import (
+    TrainingFailedError,
+    check_loss_decreased,
+    main,
+    run,
+)
+
+
+def step_losses(output_dir: Path) -> list[float]:
+    return [r["loss"] for r in read_metrics(output_dir / "metrics.jsonl") if "loss" in r]
+
+
+def test_smoke_training_lowers_the_loss(smoke_config: Path, tmp_path: Path) -> None:
+    config = load_config(smoke_config, [f"output_dir={tmp_path}"])
+    final = run(config)
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    epochs = [r for r in records if "train_loss" in r]
+    assert len(epochs) == config.train.epochs
+    assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]
+    assert final["val_accuracy"] > 1 / config.data.num_classes  # better than chance
+    assert (tmp_path / "config.yaml").is_file()
+
+
+def test_every_step_is_logged_with_step_epoch_and_loss(smoke_config: Path, tmp_path: Path) -> None:
+    run(load_config(smoke_config, [f"output_dir={tmp_path}", "train.epochs=2"]))
+    steps = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "loss" in r]
+    assert [r["step"] for r in steps] == list(range(len(steps)))
+    assert {r["epoch"] for r in steps} == {0, 1}
+
+
+def test_same_seed_gives_identical_losses(smoke_config: Path, tmp_path: Path) -> None:
+    for name in ("first", "second"):
+        run(load_config(smoke_config, [f"output_dir={tmp_path / name}", "train.epochs=2"]))
+    assert step_losses(tmp_path / "first") == step_losses(tmp_path / "second")
+
+
+def test_config_error_exits_2_with_the_key_named(
+    smoke_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["--config", str(smoke_config), f"output_dir={tmp_path}", "train.epoch=3"])
+    assert code == 2
+    assert "unknown key train.epoch" in capsys.readouterr().err
+
+
+def test_a_loss_that_does_not_fall_fails_the_run(
+    smoke_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A learning rate this small leaves the loss flat, so the run must report that it did not learn.
+    code = main(["--config", str(smoke_config), f"output_dir={tmp_path}", "optim.lr=1e-12"])
+    assert code == 1
+    assert "did not decrease" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("compiling", [False, True])
+def test_determinism_switch_really_flips(compiling: bool) -> None:
+    try:
+        configure_determinism(True, compiling=compiling)
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.backends.cudnn.deterministic
+        configure_determinism(False, compiling=compiling)
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        configure_determinism(True)
+
+
+@pytest.mark.parametrize("epoch_means", [[2.0, 2.0], [2.0, 2.1], [2.0, 1.99999]])
+def test_flat_or_rising_loss_is_a_failure(smoke_config: Path, epoch_means: list[float]) -> None:
+    with pytest.raises(TrainingFailedError, match="did not decrease"):
+        check_loss_decreased(load_config(smoke_config), epoch_means)
+
+
+def test_falling_loss_passes_and_the_check_can_be_switched_off(smoke_config: Path) -> None:
+    check_loss_decreased(load_config(smoke_config), [2.0, 1.5])
+    config = load_config(smoke_config, ["train.require_loss_decrease=false"])
+    check_loss_decreased(config, [2.0, 2.5])
