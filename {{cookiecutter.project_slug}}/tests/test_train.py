@@ -34,7 +34,7 @@ def test_smoke_training_lowers_the_loss(smoke_config: Path, tmp_path: Path) -> N
 def test_every_step_is_logged_with_step_epoch_and_loss(smoke_config: Path, tmp_path: Path) -> None:
     run(load_config(smoke_config, [f"output_dir={tmp_path}", "train.epochs=2"]))
     steps = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "loss" in r]
-    assert [r["step"] for r in steps] == list(range(len(steps)))
+    assert [r["step"] for r in steps] == list(range(1, len(steps) + 1))
     assert {r["epoch"] for r in steps} == {0, 1}
 
 

@@ -38,3 +38,13 @@ def read_metrics(path: Path) -> list[dict[str, float]]:
     """All records of a `metrics.jsonl`, in order (for tests, notebooks and reports)."""
     with path.open(encoding="utf-8") as lines:
         return [json.loads(line) for line in lines if line.strip()]
+
+
+def keep_records_up_to(path: Path, step: int) -> None:
+    """Drop records after `step`: after a hard kill, a resumed run redoes those steps itself."""
+    if not path.is_file():
+        return
+    kept = [record for record in read_metrics(path) if record["step"] <= step]
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text("".join(json.dumps(record) + "\n" for record in kept), encoding="utf-8")
+    temporary.replace(path)

@@ -1,0 +1,102 @@
+"""Checkpoints: complete, atomic, and resuming to exactly the losses of an uninterrupted run."""
+
+from __future__ import annotations
+
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from {{ cookiecutter.package_name }}.checkpoint import load_checkpoint, save_checkpoint
+from {{ cookiecutter.package_name }}.config import load_config
+from {{ cookiecutter.package_name }}.metrics import read_metrics
+from {{ cookiecutter.package_name }}.models import SmallCNN
+from {{ cookiecutter.package_name }}.train import run, train_step
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def step_losses(output_dir: Path) -> list[float]:
+    return [r["loss"] for r in read_metrics(output_dir / "metrics.jsonl") if "loss" in r]
+
+
+def test_checkpoint_holds_everything_a_resume_needs(smoke_config: Path, tmp_path: Path) -> None:
+    run(load_config(smoke_config, [f"output_dir={tmp_path}", "train.epochs=2"]))
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert set(state) == {"model", "optimizer", "rng", "progress", "config", "manifest"}
+    assert set(state["rng"]) >= {"python", "numpy", "torch"}
+    assert state["progress"]["epoch"] == 2
+    assert (tmp_path / "checkpoints" / "best.pt").is_file()
+    assert (tmp_path / "run.json").is_file()
+
+
+def test_resume_at_an_epoch_boundary_matches_an_uninterrupted_run(
+    smoke_config: Path, tmp_path: Path
+) -> None:
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    run(load_config(smoke_config, [f"output_dir={straight}", "train.epochs=4"]))
+    run(load_config(smoke_config, [f"output_dir={split}", "train.epochs=2"]))
+    run(load_config(smoke_config, [f"output_dir={split}", "train.epochs=4", "resume=auto"]))
+    assert step_losses(split) == step_losses(straight)  # bitwise, not approximately
+
+
+def test_sigterm_mid_epoch_saves_and_resume_completes_exactly(
+    smoke_config: Path, tmp_path: Path
+) -> None:
+    interrupted, straight = tmp_path / "interrupted", tmp_path / "straight"
+    overrides = ["train.epochs=30"]  # long enough to still be training when the signal lands
+    command = [sys.executable, "-m", "{{ cookiecutter.package_name }}.train", "--config"]
+    process = subprocess.Popen(
+        [*command, str(smoke_config), f"output_dir={interrupted}", *overrides],
+        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    metrics = interrupted / "metrics.jsonl"
+    deadline = time.monotonic() + 60
+    while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 20):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "training never started"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "resume=auto" in stderr
+    stopped_at = load_checkpoint(interrupted / "checkpoints" / "last.pt")["progress"]["step"]
+
+    run(load_config(smoke_config, [f"output_dir={interrupted}", *overrides, "resume=auto"]))
+    run(load_config(smoke_config, [f"output_dir={straight}", *overrides]))
+    assert 0 < stopped_at < len(step_losses(straight))
+    assert step_losses(interrupted) == step_losses(straight)
+
+
+def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path: Path) -> None:
+    path = tmp_path / "last.pt"
+    save_checkpoint({"weights": torch.ones(3)}, path)
+    with pytest.raises(Exception, match="pickle"):
+        # A lambda cannot be pickled, so torch.save fails after it has started writing.
+        save_checkpoint({"weights": torch.zeros(3), "broken": lambda: None}, path)
+    assert torch.equal(load_checkpoint(path)["weights"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left behind
+
+
+def test_a_nan_batch_never_reaches_the_optimizer() -> None:
+    model = SmallCNN(in_channels=1, num_classes=10, width=4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    before = [parameter.detach().clone() for parameter in model.parameters()]
+    images = torch.full((4, 1, 16, 16), math.nan)
+    labels = torch.zeros(4, dtype=torch.long)
+    loss = train_step(model, optimizer, (images, labels), torch.device("cpu"))
+    assert math.isnan(loss)
+    for old, new in zip(before, model.parameters(), strict=True):
+        assert torch.equal(old, new)
+
+
+def test_resume_from_a_missing_path_is_a_config_error(smoke_config: Path, tmp_path: Path) -> None:
+    from {{ cookiecutter.package_name }}.train import main
+
+    code = main(["--config", str(smoke_config), f"output_dir={tmp_path}", "resume=/no/such.pt"])
+    assert code == 2
