@@ -29,6 +29,7 @@ DEFAULT_FILES = {
     "src/my_torch_project/data/__init__.py",
     "src/my_torch_project/data/mnist.py",
     "src/my_torch_project/data/synthetic.py",
+    "src/my_torch_project/health_check.py",
     "src/my_torch_project/manifest.py",
     "src/my_torch_project/metrics.py",
     "src/my_torch_project/models/__init__.py",
@@ -43,6 +44,7 @@ DEFAULT_FILES = {
     "tests/test_cli.py",
     "tests/test_config.py",
     "tests/test_data.py",
+    "tests/test_model_sanity.py",
     "tests/test_train.py",
 }
 

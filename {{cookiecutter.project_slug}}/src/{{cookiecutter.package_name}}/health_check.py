@@ -1,0 +1,68 @@
+"""`python -m <package>.health_check [--require-cuda]`: can this machine train?
+
+Prints torch and CUDA versions and the visible devices, then runs a matmul and a model forward
+pass on the best device. Exits 0 on a CPU-only machine (with a note) unless --require-cuda.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import torch
+
+from .manifest import describe_environment
+from .models import SmallCNN
+
+
+def device_lines() -> list[str]:
+    if not torch.cuda.is_available():
+        return ["devices: CPU only (no CUDA device visible)"]
+    return [
+        f"device cuda:{index}: {torch.cuda.get_device_name(index)}"
+        for index in range(torch.cuda.device_count())
+    ]
+
+
+def exercise(device: torch.device) -> None:
+    """A matmul and a forward pass: fails loudly if kernels or drivers are broken."""
+    matrix = torch.randn(256, 256, device=device)
+    product = matrix @ matrix
+    model = SmallCNN(in_channels=1, num_classes=10, width=8).to(device)
+    logits = model(torch.randn(4, 1, 16, 16, device=device))
+    if not (torch.isfinite(product).all() and logits.shape == (4, 10)):
+        raise RuntimeError(f"wrong results on {device}")
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Check that this machine can train.")
+    parser.add_argument("--require-cuda", action="store_true", help="fail without a CUDA device")
+    arguments = parser.parse_args(argv)
+
+    environment = describe_environment()
+    print(f"torch {environment['torch']}, CUDA {environment['cuda']}, cuDNN {environment['cudnn']}")
+    for line in device_lines():
+        print(line)
+    if arguments.require_cuda and not torch.cuda.is_available():
+        print(
+            "health check failed: --require-cuda but no CUDA device is visible; check the "
+            "driver (nvidia-smi) and run containers with --gpus all",
+            file=sys.stderr,
+        )
+        return 1
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        exercise(device)
+    except RuntimeError as error:
+        print(f"health check failed on {device}: {error}", file=sys.stderr)
+        return 1
+    note = "" if device.type == "cuda" else " (CPU only: fine for tests and smoke runs)"
+    print(f"health check passed on {device}{note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
