@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from tests.baking import bake, leftover_template_syntax, text_files
+from tests.conftest import set_git_identity
 
 DEFAULT_FILES = {
     ".gitignore",
@@ -58,9 +59,7 @@ def git(project: Path, *args: str) -> str:
 @pytest.fixture(scope="module")
 def default_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with pytest.MonkeyPatch.context() as patch:  # module scope cannot use the autouse fixture
-        for variable in ("AUTHOR", "COMMITTER"):
-            patch.setenv(f"GIT_{variable}_NAME", "Template Tests")
-            patch.setenv(f"GIT_{variable}_EMAIL", "tests@example.com")
+        set_git_identity(patch)
         return bake(tmp_path_factory.mktemp("default"))
 
 
