@@ -16,6 +16,7 @@ import nox
 TEMPLATE_ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(TEMPLATE_ROOT))  # nox does not put the noxfile's folder on sys.path
 
+from tests.combinations import SMOKE_COMBINATIONS, as_answers  # noqa: E402
 from tests.torch_source import torch_install_env  # noqa: E402
 
 nox.needs_version = ">=2025.5"
@@ -51,13 +52,14 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
-def smoke(session: nox.Session) -> None:
-    """Bake the default project and run its own `nox`: lint, typecheck, tests, smoke-train."""
+@nox.parametrize("combination", list(SMOKE_COMBINATIONS), ids=list(SMOKE_COMBINATIONS))
+def smoke(session: nox.Session, combination: str) -> None:
+    """Bake one combination and run its own `nox`: lint, typecheck, tests, smoke-train."""
     session.install("--group", "test")
     # Outside this repository: ruff skips every file under a `.nox` folder, so a project baked
     # into .nox/ would "pass" lint with nothing checked.
     scratch = Path(tempfile.mkdtemp(prefix="torch-template-smoke-"))
-    project = bake(session, scratch, *session.posargs)
+    project = bake(session, scratch, *as_answers(combination))
     session.chdir(project)
     session.log(f"baked into {project}; it is kept there if a check fails")
     session.run("nox", "--non-interactive", env=torch_install_env(scratch))

@@ -31,7 +31,7 @@ SHADOWED_NAMES = {
     "test", "tests", "src", "setuptools", "pip", "site",
 }  # fmt: skip
 
-SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,98}[a-z0-9])?$")
+SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?$")
 PACKAGE_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")  # short: it lands in import lines
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 GITHUB_OWNER_PATTERN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,37}[A-Za-z0-9])?$")
@@ -63,7 +63,7 @@ def problems() -> list[str]:
         reject(
             "project_slug",
             "is not a valid directory/distribution name",
-            "use 1-100 lowercase letters, digits, '-', '_' or '.', starting and ending with a "
+            "use 1-64 lowercase letters, digits, '-', '_' or '.', starting and ending with a "
             "letter or digit, e.g. project_slug=my-project",
         )
 

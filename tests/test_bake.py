@@ -24,12 +24,16 @@ DEFAULT_FILES = {
     "noxfile.py",
     "pyproject.toml",
     "scripts/setup_dev.sh",
+    "scripts/slurm_train.sbatch",
     "src/my_torch_project/__init__.py",
     "src/my_torch_project/checkpoint.py",
     "src/my_torch_project/config.py",
     "src/my_torch_project/data/__init__.py",
+    "src/my_torch_project/data/loaders.py",
     "src/my_torch_project/data/mnist.py",
     "src/my_torch_project/data/synthetic.py",
+    "src/my_torch_project/distributed.py",
+    "src/my_torch_project/guards.py",
     "src/my_torch_project/health_check.py",
     "src/my_torch_project/manifest.py",
     "src/my_torch_project/metrics.py",
@@ -37,15 +41,20 @@ DEFAULT_FILES = {
     "src/my_torch_project/models/cnn.py",
     "src/my_torch_project/models/mlp.py",
     "src/my_torch_project/preemption.py",
+    "src/my_torch_project/progress.py",
     "src/my_torch_project/py.typed",
     "src/my_torch_project/reproducibility.py",
+    "src/my_torch_project/steps.py",
+    "src/my_torch_project/tracking.py",
     "src/my_torch_project/train.py",
     "tests/conftest.py",
     "tests/test_checkpoint.py",
     "tests/test_cli.py",
     "tests/test_config.py",
     "tests/test_data.py",
+    "tests/test_distributed.py",
     "tests/test_model_sanity.py",
+    "tests/test_tracking.py",
     "tests/test_train.py",
 }
 
@@ -150,3 +159,21 @@ def test_baking_twice_over_the_same_directory_adds_no_commit(tmp_path: Path) -> 
         str(TEMPLATE_ROOT), no_input=True, output_dir=str(tmp_path), overwrite_if_exists=True
     )
     assert len(git(project, "log", "--format=%H").split()) == 1
+
+
+@pytest.mark.parametrize(
+    ("tracking", "dependency"),
+    [
+        ("none", None),
+        ("tensorboard", "tensorboard"),
+        ("wandb", "wandb"),
+        ("mlflow", "mlflow-skinny"),
+    ],
+)
+def test_tracking_option_adds_only_its_dependency(
+    tmp_path: Path, tracking: str, dependency: str | None
+) -> None:
+    project = bake(tmp_path, tracking=tracking)
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    names = {entry.split(">")[0] for entry in pyproject["project"]["dependencies"]}
+    assert names - {"torch", "numpy", "pyyaml"} == ({dependency} if dependency else set())

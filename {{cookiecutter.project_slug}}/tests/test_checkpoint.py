@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import signal
 import subprocess
@@ -14,9 +15,13 @@ import torch
 
 from {{ cookiecutter.package_name }}.checkpoint import load_checkpoint, save_checkpoint
 from {{ cookiecutter.package_name }}.config import load_config
+from {{ cookiecutter.package_name }}.distributed import DistributedContext
+from {{ cookiecutter.package_name }}.guards import TrainingFailedError
 from {{ cookiecutter.package_name }}.metrics import read_metrics
 from {{ cookiecutter.package_name }}.models import SmallCNN
-from {{ cookiecutter.package_name }}.train import run, train_step
+from {{ cookiecutter.package_name }}.preemption import PreemptedError, StopRequest
+from {{ cookiecutter.package_name }}.steps import StepTools, build_scheduler, train_step
+from {{ cookiecutter.package_name }}.train import run
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +33,9 @@ def step_losses(output_dir: Path) -> list[float]:
 def test_checkpoint_holds_everything_a_resume_needs(smoke_config: Path, tmp_path: Path) -> None:
     run(load_config(smoke_config, [f"output_dir={tmp_path}", "train.epochs=2"]))
     state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
-    assert set(state) == {"model", "optimizer", "rng", "progress", "config", "manifest"}
+    assert set(state) == {
+        "model", "optimizer", "scheduler", "scaler", "rng", "progress", "config", "manifest"
+    }  # fmt: skip
     assert set(state["rng"]) >= {"python", "numpy", "torch"}
     assert state["progress"]["epoch"] == 2
     assert (tmp_path / "checkpoints" / "best.pt").is_file()
@@ -86,11 +93,17 @@ def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path: Path) -> 
 def test_a_nan_batch_never_reaches_the_optimizer() -> None:
     model = SmallCNN(in_channels=1, num_classes=10, width=4)
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    tools = StepTools(
+        model, optimizer, build_scheduler(optimizer, "constant", 10),
+        torch.amp.GradScaler("cpu", enabled=False), torch.device("cpu"), None, 0.0,
+        DistributedContext(),
+    )  # fmt: skip
     before = [parameter.detach().clone() for parameter in model.parameters()]
     images = torch.full((4, 1, 16, 16), math.nan)
     labels = torch.zeros(4, dtype=torch.long)
-    loss = train_step(model, optimizer, (images, labels), torch.device("cpu"))
-    assert math.isnan(loss)
+    result = train_step(tools, (images, labels), stop_requested=False)
+    assert math.isnan(result.loss)
+    assert not result.stepped
     for old, new in zip(before, model.parameters(), strict=True):
         assert torch.equal(old, new)
 
@@ -100,3 +113,42 @@ def test_resume_from_a_missing_path_is_a_config_error(smoke_config: Path, tmp_pa
 
     code = main(["--config", str(smoke_config), f"output_dir={tmp_path}", "resume=/no/such.pt"])
     assert code == 2
+
+
+class StopAfterSteps(StopRequest):
+    """Acts as if SIGTERM arrived after `steps` steps (the real signal has its own test)."""
+
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        self.remaining = steps
+
+    @property
+    def requested(self) -> bool:
+        self.remaining -= 1
+        if self.remaining < 0:
+            self.signal_number = signal.SIGTERM
+        return self.signal_number is not None
+
+
+def test_mid_epoch_resume_keeps_schedule_and_clipping_exact(
+    smoke_config: Path, tmp_path: Path
+) -> None:
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    overrides = ["optim.scheduler=cosine", "optim.grad_clip=0.5"]
+    run(load_config(smoke_config, [f"output_dir={straight}", *overrides]))
+    with pytest.raises(PreemptedError):
+        run(load_config(smoke_config, [f"output_dir={split}", *overrides]), StopAfterSteps(20))
+    run(load_config(smoke_config, [f"output_dir={split}", *overrides, "resume=auto"]))
+    records = [r for r in read_metrics(straight / "metrics.jsonl") if "lr" in r]
+    assert records[0]["lr"] > records[-1]["lr"] > 0  # cosine decays
+    assert read_metrics(split / "metrics.jsonl") == read_metrics(straight / "metrics.jsonl")
+    manifest = json.loads((split / "run.json").read_text(encoding="utf-8"))
+    assert manifest["status"] == "completed"
+
+
+def test_a_failed_run_is_recorded_in_run_json(smoke_config: Path, tmp_path: Path) -> None:
+    with pytest.raises(TrainingFailedError):
+        run(load_config(smoke_config, [f"output_dir={tmp_path}", "optim.lr=1e-12"]))
+    manifest = json.loads((tmp_path / "run.json").read_text(encoding="utf-8"))
+    assert manifest["status"] == "failed"
+    assert "did not decrease" in manifest["error"]

@@ -31,3 +31,42 @@ def test_bad_override_exits_2_with_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "optim.lr" in result.stderr
+
+
+def run_in_terminal(output_dir: Path, ci: bool) -> str:
+    """Run the smoke config with stdout on a pseudo-terminal, as a person at a shell would."""
+    import os
+    import pty
+
+    controller, terminal = pty.openpty()
+    env = {key: value for key, value in os.environ.items() if key != "CI"}
+    if ci:
+        env["CI"] = "true"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "{{ cookiecutter.package_name }}.train", "--config",
+         "configs/smoke.yaml", f"output_dir={output_dir}", "train.epochs=30"],
+        cwd=PROJECT_ROOT, stdout=terminal, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    os.close(terminal)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the terminal closes when the process exits
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    process.wait(timeout=120)
+    os.close(controller)
+    assert process.returncode == 0
+    return b"".join(chunks).decode()
+
+
+def test_a_terminal_gets_a_live_line_and_ci_gets_plain_lines(tmp_path: Path) -> None:
+    live = run_in_terminal(tmp_path / "live", ci=False)
+    assert "\r" in live
+    assert "samples/s" in live
+    plain = run_in_terminal(tmp_path / "plain", ci=True)
+    assert "\r" not in plain.replace("\r\n", "\n")
+    assert plain.count("epoch ") == 30

@@ -65,3 +65,38 @@ def test_synthetic_data_is_the_same_for_the_same_seed() -> None:
     second, _ = make_synthetic_splits(32, 8, 10, 16, seed=3)
     assert torch.equal(first.tensors[0], second.tensors[0])
     assert torch.equal(first.tensors[1], second.tensors[1])
+
+
+def test_download_keeps_only_files_with_the_right_checksum(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real HTTP server on loopback plays two mirrors: one serves junk, one the real bytes."""
+    import functools
+    import hashlib
+    import http.server
+    import threading
+
+    from {{ cookiecutter.package_name }}.data import mnist
+
+    served = tmp_path / "served"
+    (served / "bad").mkdir(parents=True)
+    (served / "good").mkdir()
+    make_tiny_mnist(served / "good", compressed=True)
+    checksums = {}
+    for path in sorted((served / "good").iterdir()):
+        (served / "bad" / path.name).write_bytes(b"not the file")
+        checksums[path.name] = hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setattr(mnist, "MIRRORS", (f"{base}/bad/", f"{base}/good/"))
+    monkeypatch.setattr(mnist, "FILES_MD5", checksums)
+    try:
+        mnist.download(tmp_path / "mnist")
+    finally:
+        server.shutdown()
+    train, val = load_mnist(tmp_path / "mnist")
+    assert (len(train), len(val)) == (6, 4)
+    assert sorted(p.name for p in (tmp_path / "mnist").iterdir()) == sorted(checksums)

@@ -8,15 +8,31 @@ leaves either the previous checkpoint or the new one, never half of one.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import tempfile
 import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from .config import Config, ConfigError
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in every checkpoint so a resume continues exactly."""
+
+    epoch: int = 0  # epochs finished
+    batches_done: int = 0  # batches finished in the unfinished epoch
+    step: int = 0  # optimizer steps finished, counted from 1 in metrics.jsonl
+    current_epoch_losses: list[float] = field(default_factory=list)
+    epoch_mean_losses: list[float] = field(default_factory=list)
+    best_val_loss: float = math.inf
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
@@ -67,3 +83,17 @@ def restore_rng_states(states: dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def resolve_resume(config: Config) -> Path | None:
+    last = Path(config.output_dir) / "checkpoints" / "last.pt"
+    if config.resume == "":
+        return None
+    if config.resume == "auto":
+        return last if last.is_file() else None
+    path = Path(config.resume)
+    if not path.is_file():
+        raise ConfigError(
+            f"resume={config.resume!r}: no such checkpoint; use resume=auto or a path"
+        )
+    return path

@@ -40,6 +40,8 @@ class ModelConfig:
 class OptimConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
+    scheduler: Literal["constant", "cosine"] = "constant"  # cosine decays to 0 over the run
+    grad_clip: float = 0.0  # clip the gradient norm to this; 0 measures it without clipping
 
 
 @dataclass
@@ -47,10 +49,17 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 64  # global batch, split evenly across ranks
     deterministic: bool = True
-    amp: Literal["off", "bf16", "fp16"] = "off"
-    compile: bool = False
+    amp: Literal["off", "bf16", "fp16"] = "off"  # mixed precision on CUDA; ignored on CPU
+    compile: bool = False  # torch.compile the model (needs a C compiler on CPU)
     device: str = "auto"  # "auto" picks CUDA when available
     require_loss_decrease: bool = True  # fail the run if the last epoch is no better than the first
+
+
+@dataclass
+class TrackingConfig:
+    # Where metrics go besides metrics.jsonl (always written).
+    backend: Literal["none", "tensorboard", "wandb", "mlflow"] = "{{ cookiecutter.tracking }}"
+    project: str = "{{ cookiecutter.project_slug }}"  # W&B project / MLflow experiment name
 
 
 @dataclass
@@ -62,6 +71,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
 POSITIVE_INTEGERS = ("train.epochs", "train.batch_size", "model.width", "data.image_size")
@@ -156,6 +166,8 @@ def check_values(config: Config) -> None:
             raise ConfigError(f"{key} must be at least 1")
     if config.optim.lr <= 0:
         raise ConfigError(f"optim.lr={config.optim.lr} must be positive; e.g. optim.lr=0.001")
+    if config.optim.grad_clip < 0:
+        raise ConfigError("optim.grad_clip must not be negative; 0 turns clipping off")
     if config.optim.weight_decay < 0:
         raise ConfigError("optim.weight_decay must not be negative")
     if config.data.num_workers < 0:

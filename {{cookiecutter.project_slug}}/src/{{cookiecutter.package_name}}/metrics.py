@@ -9,12 +9,14 @@ from typing import IO
 
 
 class MetricsLog:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, enabled: bool = True) -> None:
         self.path = path
+        self.enabled = enabled  # off on every process but the main one
         self._file: IO[str] | None = None
 
     def __enter__(self) -> MetricsLog:
-        self._file = self.path.open("a", encoding="utf-8")
+        if self.enabled:
+            self._file = self.path.open("a", encoding="utf-8")
         return self
 
     def __exit__(
@@ -28,6 +30,8 @@ class MetricsLog:
             self._file = None
 
     def write(self, **values: float | int | str) -> None:
+        if not self.enabled:
+            return
         if self._file is None:
             raise RuntimeError("MetricsLog.write called outside its `with` block")
         self._file.write(json.dumps(values) + "\n")

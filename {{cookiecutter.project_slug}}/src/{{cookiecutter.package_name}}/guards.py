@@ -1,0 +1,24 @@
+"""Loss guards: a run that produces non-finite values or does not learn is a failed run."""
+
+from __future__ import annotations
+
+from .config import Config
+
+# A "decrease" smaller than this fraction is rounding noise, not learning.
+MIN_RELATIVE_DECREASE = 1e-4
+
+
+class TrainingFailedError(RuntimeError):
+    """The run cannot go on (or did not learn); the message says where and why."""
+
+
+def check_loss_decreased(config: Config, epoch_mean_losses: list[float]) -> None:
+    """A run that does not learn is a failed run: compare the last epoch's mean with the first's."""
+    if not config.train.require_loss_decrease or len(epoch_mean_losses) < 2:
+        return
+    first, last = epoch_mean_losses[0], epoch_mean_losses[-1]
+    if not last < first * (1 - MIN_RELATIVE_DECREASE):
+        raise TrainingFailedError(
+            f"mean training loss did not decrease ({first:.4f} in the first epoch, {last:.4f} "
+            "in the last); check optim.lr and the data, or set train.require_loss_decrease=false"
+        )

@@ -1,0 +1,115 @@
+"""Experiment tracking besides metrics.jsonl: TensorBoard, Weights & Biases or MLflow.
+
+All three work offline by default, so a run never fails for want of a network or an account:
+- tensorboard writes event files to output_dir/tensorboard (`tensorboard --logdir outputs`);
+- wandb runs in offline mode unless WANDB_MODE says otherwise (`wandb sync` uploads later);
+- mlflow logs to output_dir/mlruns unless MLFLOW_TRACKING_URI names a server.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Any, Protocol
+
+from .config import Config, ConfigError, to_dict
+
+PACKAGE_FOR_BACKEND = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow-skinny"}
+# Read once, at import: mlflow.set_tracking_uri() exports the variable itself, so reading it
+# later would send every later run of this process to the first run's folder.
+USER_MLFLOW_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
+
+
+class Tracker(Protocol):
+    def log(self, values: dict[str, float], step: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class NoTracker:
+    def log(self, values: dict[str, float], step: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class TensorBoardTracker:
+    def __init__(self, log_dir: Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(log_dir))
+
+    def log(self, values: dict[str, float], step: int) -> None:
+        for name, value in values.items():
+            self.writer.add_scalar(name, value, step)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class WandbTracker:
+    def __init__(self, config: Config, output_dir: Path) -> None:
+        wandb: Any = importlib.import_module("wandb")
+        self.run = wandb.init(
+            project=config.tracking.project,
+            dir=str(output_dir),
+            config=to_dict(config),
+            mode=os.environ.get("WANDB_MODE", "offline"),
+        )
+
+    def log(self, values: dict[str, float], step: int) -> None:
+        self.run.log(values, step=step)
+
+    def close(self) -> None:
+        self.run.finish()
+
+
+class MlflowTracker:
+    def __init__(self, config: Config, output_dir: Path) -> None:
+        self.mlflow: Any = importlib.import_module("mlflow")
+        if USER_MLFLOW_TRACKING_URI:
+            self.mlflow.set_tracking_uri(USER_MLFLOW_TRACKING_URI)
+        else:
+            # A local folder needs no server; MLflow 3 asks for this opt-in to use one.
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+            self.mlflow.set_tracking_uri((output_dir / "mlruns").resolve().as_uri())
+        self.mlflow.set_experiment(config.tracking.project)
+        self.mlflow.start_run()
+        self.mlflow.log_params(flatten(to_dict(config)))
+
+    def log(self, values: dict[str, float], step: int) -> None:
+        self.mlflow.log_metrics(values, step=step)
+
+    def close(self) -> None:
+        self.mlflow.end_run()
+
+
+def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def open_tracker(config: Config, output_dir: Path, enabled: bool) -> Tracker:
+    """The tracker `tracking.backend` names; only the main process (`enabled`) tracks."""
+    backend = config.tracking.backend
+    if not enabled or backend == "none":
+        return NoTracker()
+    try:
+        if backend == "tensorboard":
+            return TensorBoardTracker(output_dir / "tensorboard")
+        if backend == "wandb":
+            return WandbTracker(config, output_dir)
+        return MlflowTracker(config, output_dir)
+    except ImportError:
+        package = PACKAGE_FOR_BACKEND[backend]
+        raise ConfigError(
+            f"tracking.backend={backend} needs the {package} package; install it with "
+            f"`uv pip install {package}` or use tracking.backend=none"
+        ) from None
