@@ -17,6 +17,7 @@ TEMPLATE_ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(TEMPLATE_ROOT))  # nox does not put the noxfile's folder on sys.path
 
 from tests.combinations import SMOKE_COMBINATIONS, as_answers  # noqa: E402
+from tests.git_identity import GIT_IDENTITY  # noqa: E402
 from tests.torch_source import torch_install_env  # noqa: E402
 
 nox.needs_version = ">=2025.5"
@@ -29,8 +30,10 @@ LINTED = ["hooks", "tests", "noxfile.py"]
 def bake(session: nox.Session, output_dir: Path, *answers: str) -> Path:
     """Bake with tests/baking.py inside the session's environment; returns the project path."""
     shutil.rmtree(output_dir, ignore_errors=True)
+    # A fixed identity, so the post-gen hook always makes the first commit: pre-commit (the
+    # baked project's lint session) only checks files that git tracks.
     printed = session.run(
-        "python", "-m", "tests.baking", str(output_dir), *answers, silent=True
+        "python", "-m", "tests.baking", str(output_dir), *answers, silent=True, env=GIT_IDENTITY
     )  # fmt: skip
     return Path(str(printed).strip().splitlines()[-1])
 

@@ -16,8 +16,14 @@ ANSWERS: dict[str, object] = json.loads(r"""{{ cookiecutter | tojson }}""")
 
 # Paths that exist only when the named yes/no option is "yes".
 PATHS_FOR_OPTION = {
-    "docker": [".dockerignore", "Dockerfile", ".github/workflows/docker.yml"],
-    "gpu_ci": [".github/workflows/gpu.yml"],
+    "docker": [
+        ".dockerignore",
+        "Dockerfile",
+        ".github/workflows/docker.yml",
+        "scripts/start_jupyter.sh",
+    ],
+    # Both workflows need the self-hosted GPU runner.
+    "gpu_ci": [".github/workflows/gpu.yml", ".github/workflows/train-on-label.yml"],
     "include_notebooks": ["notebooks"],
 }
 FIRST_COMMIT_MESSAGE = "chore: generate project from torch-template"

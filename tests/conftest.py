@@ -2,12 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-# Bakes commit with this identity, whatever the machine's git config holds (or lacks).
-GIT_IDENTITY = {
-    f"GIT_{role}_{field}": value
-    for role in ("AUTHOR", "COMMITTER")
-    for field, value in (("NAME", "Template Tests"), ("EMAIL", "tests@example.com"))
-}
+from tests.git_identity import GIT_IDENTITY
 
 
 def set_git_identity(monkeypatch: pytest.MonkeyPatch) -> None:

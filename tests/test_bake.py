@@ -14,17 +14,37 @@ from tests.baking import bake, leftover_template_syntax, text_files
 from tests.conftest import set_git_identity
 
 DEFAULT_FILES = {
+    ".dockerignore",
+    ".github/ISSUE_TEMPLATE/bug.yml",
+    ".github/ISSUE_TEMPLATE/config.yml",
+    ".github/ISSUE_TEMPLATE/training.yml",
+    ".github/dependabot.yml",
+    ".github/labels.yml",
+    ".github/pull_request_template.md",
+    ".github/workflows/ci.yml",
+    ".github/workflows/docker.yml",
+    ".github/workflows/gpu.yml",
+    ".github/workflows/labels.yml",
+    ".github/workflows/template-update.yml",
+    ".github/workflows/train-on-label.yml",
     ".gitignore",
     ".gitmessage",
+    ".pre-commit-config.yaml",
     ".python-version",
+    "CONTRIBUTING.md",
+    "Dockerfile",
+    "LABELS.md",
     "LICENSE",
     "README.md",
     "configs/default.yaml",
     "configs/smoke.yaml",
     "noxfile.py",
     "pyproject.toml",
+    "scripts/check_commit_message.py",
+    "scripts/render_labels.py",
     "scripts/setup_dev.sh",
     "scripts/slurm_train.sbatch",
+    "scripts/start_jupyter.sh",
     "src/my_torch_project/__init__.py",
     "src/my_torch_project/checkpoint.py",
     "src/my_torch_project/config.py",
@@ -45,6 +65,7 @@ DEFAULT_FILES = {
     "src/my_torch_project/py.typed",
     "src/my_torch_project/reproducibility.py",
     "src/my_torch_project/steps.py",
+    "src/my_torch_project/tag_run.py",
     "src/my_torch_project/tracking.py",
     "src/my_torch_project/train.py",
     "tests/conftest.py",
@@ -54,6 +75,7 @@ DEFAULT_FILES = {
     "tests/test_data.py",
     "tests/test_distributed.py",
     "tests/test_model_sanity.py",
+    "tests/test_tag_run.py",
     "tests/test_tracking.py",
     "tests/test_train.py",
 }
@@ -177,3 +199,23 @@ def test_tracking_option_adds_only_its_dependency(
     pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
     names = {entry.split(">")[0] for entry in pyproject["project"]["dependencies"]}
     assert names - {"torch", "numpy", "pyyaml"} == ({dependency} if dependency else set())
+
+
+@pytest.mark.parametrize(
+    ("answers", "absent"),
+    [
+        ({"docker": False}, {".dockerignore", "Dockerfile", ".github/workflows/docker.yml",
+                             "scripts/start_jupyter.sh"}),
+        ({"gpu_ci": False}, {".github/workflows/gpu.yml", ".github/workflows/train-on-label.yml"}),
+    ],
+)  # fmt: skip
+def test_turning_an_option_off_removes_exactly_its_files(
+    tmp_path: Path, answers: dict[str, bool], absent: set[str]
+) -> None:
+    assert generated_files(bake(tmp_path, **answers)) == DEFAULT_FILES - absent
+
+
+def test_notebooks_option_adds_exactly_the_notebook(tmp_path: Path) -> None:
+    project = bake(tmp_path, include_notebooks=True)
+    assert generated_files(project) == DEFAULT_FILES | {"notebooks/01_explore_data.ipynb"}
+    assert "nbstripout" in (project / ".pre-commit-config.yaml").read_text(encoding="utf-8")

@@ -17,10 +17,12 @@ PACKAGE = "{{ cookiecutter.package_name }}"
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Ruff lint and format check (`nox -s lint -- --fix` to apply fixes)."""
-    session.install("--group", "lint")
-    session.run("ruff", "check", ".", *session.posargs)
-    session.run("ruff", "format", "--check", ".")
+    """Every pre-commit hook on every file: ruff, mypy, YAML/TOML, workflows, Dockerfile, ..."""
+    session.install("-e", ".", "--group", "hooks")
+    tracked = session.run("git", "ls-files", silent=True, external=True, success_codes=[0, 128])
+    if not str(tracked).strip():
+        session.error("pre-commit checks only files git tracks, and it tracks none: git add -A")
+    session.run("pre-commit", "run", "--all-files", "--show-diff-on-failure", *session.posargs)
 
 
 @nox.session

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -70,3 +72,22 @@ def test_a_terminal_gets_a_live_line_and_ci_gets_plain_lines(tmp_path: Path) -> 
     plain = run_in_terminal(tmp_path / "plain", ci=True)
     assert "\r" not in plain.replace("\r\n", "\n")
     assert plain.count("epoch ") == 30
+
+
+def test_a_smoke_run_leaves_git_status_unchanged() -> None:
+    """Outputs, checkpoints and caches are ignored: training never dirties the work tree."""
+
+    def status() -> set[str]:
+        result = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=all"],
+            cwd=PROJECT_ROOT, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            pytest.skip("not inside a git work tree")
+        return set(result.stdout.splitlines())
+
+    before = status()
+    result = run_cli("--config", "configs/smoke.yaml", "output_dir=outputs/git-status-check")
+    assert result.returncode == 0, result.stderr
+    assert (PROJECT_ROOT / "outputs" / "git-status-check" / "checkpoints" / "last.pt").is_file()
+    assert status() == before

@@ -35,7 +35,8 @@ def git_output(*args: str) -> str | None:
 def describe_environment() -> dict[str, Any]:
     status = git_output("status", "--porcelain", "--untracked-files=no")
     return {
-        "git_sha": git_output("rev-parse", "HEAD"),
+        # Inside the image there is no .git; the Dockerfile passes the commit instead.
+        "git_sha": git_output("rev-parse", "HEAD") or os.environ.get("GIT_COMMIT"),
         "git_dirty": None if status is None else bool(status),
         "git_branch": git_output("rev-parse", "--abbrev-ref", "HEAD"),
         "python": sys.version.split()[0],

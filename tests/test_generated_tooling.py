@@ -1,0 +1,119 @@
+"""The generated repository's batteries pass the tools a careful maintainer would run on them.
+
+Each check runs the real tool (zizmor, check-jsonschema, hadolint, shellcheck, pre-commit's
+commit-msg hook) on the files of several bakes; `nox -s smoke` adds `pre-commit run --all-files`
+inside each baked project's own environment.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.baking import Answer, bake
+
+COMBINATIONS: dict[str, dict[str, Answer]] = {
+    "default": {},
+    "lean": {"docker": False, "gpu_ci": False},
+    "notebooks-py313": {"include_notebooks": True, "python_version": "3.13"},
+}
+
+
+@pytest.fixture(scope="module", params=list(COMBINATIONS))
+def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.conftest import set_git_identity
+
+    with pytest.MonkeyPatch.context() as patch:
+        set_git_identity(patch)
+        return bake(tmp_path_factory.mktemp(request.param), **COMBINATIONS[request.param])
+
+
+def tool(name: str) -> str:
+    """The tool installed beside this interpreter (the nox session's environment)."""
+    path = Path(sys.executable).parent / name
+    found = str(path) if path.exists() else shutil.which(name)
+    assert found, f"{name} is not installed; run the tests through `nox -s tests`"
+    return found
+
+
+def check(*command: str, cwd: Path) -> None:
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, f"{' '.join(command)}\n{result.stdout}\n{result.stderr}"
+
+
+def workflows(project: Path) -> list[str]:
+    found = sorted(str(p.relative_to(project)) for p in (project / ".github/workflows").glob("*"))
+    assert found, "no workflows generated"
+    return found
+
+
+def test_workflows_match_github_schema(project: Path) -> None:
+    check(tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows",
+          *workflows(project), cwd=project)  # fmt: skip
+
+
+def test_dependabot_matches_its_schema(project: Path) -> None:
+    check(tool("check-jsonschema"), "--builtin-schema", "vendor.dependabot",
+          ".github/dependabot.yml", cwd=project)  # fmt: skip
+
+
+def test_zizmor_finds_nothing(project: Path) -> None:
+    check(tool("zizmor"), "--offline", "--no-progress", *workflows(project), cwd=project)
+
+
+def test_every_action_is_pinned_to_a_full_sha(project: Path) -> None:
+    for workflow in workflows(project):
+        for line in (project / workflow).read_text(encoding="utf-8").splitlines():
+            if "uses:" in line:
+                reference = line.split("uses:", 1)[1].split("#")[0].strip()
+                _, _, sha = reference.partition("@")
+                assert re.fullmatch(r"[0-9a-f]{40}", sha), (
+                    f"{workflow}: not pinned to a SHA: {line}"
+                )
+                assert "# v" in line, f"{workflow}: no version comment: {line}"
+
+
+def test_dockerfile_passes_hadolint(project: Path) -> None:
+    if not (project / "Dockerfile").exists():
+        pytest.skip("docker=no: no Dockerfile generated")
+    check(tool("hadolint"), "Dockerfile", cwd=project)
+
+
+def test_shell_scripts_pass_shellcheck(project: Path) -> None:
+    scripts = sorted(str(p.relative_to(project)) for p in (project / "scripts").glob("*.s*"))
+    assert "scripts/setup_dev.sh" in scripts
+    check(tool("shellcheck"), *scripts, cwd=project)
+
+
+def test_labels_md_is_in_sync_with_labels_yml(project: Path) -> None:
+    check(sys.executable, "scripts/render_labels.py", "--check", cwd=project)
+    labels = (project / ".github/labels.yml").read_text(encoding="utf-8")
+    for required in ("task:training", "gpu:required", "env:gpu", "priority:high", "type:bug"):
+        assert f'"{required}"' in labels
+
+
+def test_commit_message_hook_rejects_bad_and_accepts_good(project: Path, tmp_path: Path) -> None:
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(project), str(clone)], check=True)
+    check(tool("pre-commit"), "install", "--hook-type", "commit-msg", cwd=clone)
+    bad = subprocess.run(
+        ["git", "commit", "--allow-empty", "-m", "fixed stuff"],
+        cwd=clone, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert bad.returncode != 0
+    assert "commit message rejected" in bad.stdout + bad.stderr
+    check("git", "commit", "--allow-empty", "-m", "fix(data): handle empty IDX files", cwd=clone)
+
+
+def test_ci_matrix_starts_at_the_chosen_python(project: Path) -> None:
+    ci = (project / ".github/workflows/ci.yml").read_text(encoding="utf-8")
+    minimum = (project / ".python-version").read_text(encoding="utf-8").strip()
+    assert f'- "{minimum}"' in ci
+    assert '- "3.13"' in ci
+    older = [v for v in ("3.10", "3.11", "3.12") if v < minimum]
+    assert all(f'- "{v}"' not in ci for v in older)

@@ -1,0 +1,87 @@
+"""Tag the commit a run came from: `python -m <package>.tag_run outputs/my-run [--name NAME]`.
+
+Creates an annotated tag `exp/<run folder>-<config hash>` on the commit recorded in the run's
+run.json (not whatever HEAD is now), with the final metrics, config hash and image tag in the
+message. Push it with `git push origin <tag>` so the experiment is findable by everyone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+class TagError(RuntimeError):
+    """The run cannot be tagged; the message says why and what to do."""
+
+
+def read_run(run_dir: Path) -> tuple[dict[str, Any], str]:
+    manifest_path, config_path = run_dir / "run.json", run_dir / "config.yaml"
+    if not manifest_path.is_file() or not config_path.is_file():
+        raise TagError(f"{run_dir} has no run.json and config.yaml; pass a training output_dir")
+    manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
+    config_hash = hashlib.sha256(config_path.read_bytes()).hexdigest()[:12]
+    return manifest, config_hash
+
+
+def tag_message(run_dir: Path, manifest: dict[str, Any], config_hash: str) -> str:
+    metrics = manifest.get("final_metrics") or {}
+    lines = [f"experiment {run_dir.name}", "", f"config sha256: {config_hash}"]
+    lines += [f"{name}: {value}" for name, value in sorted(metrics.items())]
+    lines += [
+        f"seed: {manifest.get('seed')}",
+        f"world size: {manifest.get('world_size')}",
+        f"torch: {manifest.get('torch')}  cuda: {manifest.get('cuda')}",
+        f"[env: {manifest.get('image_tag') or 'local'}]",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def create_tag(run_dir: Path, name: str | None, allow_incomplete: bool) -> str:
+    manifest, config_hash = read_run(run_dir)
+    if manifest.get("status") != "completed" and not allow_incomplete:
+        raise TagError(
+            f"run status is {manifest.get('status')!r}, not 'completed'; "
+            "finish or resume it first, or pass --allow-incomplete"
+        )
+    commit = manifest.get("git_sha")
+    if not commit:
+        raise TagError("run.json records no git commit (was it run outside a git checkout?)")
+    if manifest.get("git_dirty"):
+        print("warning: the run had uncommitted changes; the tag points at its base commit")
+    tag = name or f"exp/{run_dir.resolve().name}-{config_hash[:8]}"
+    result = subprocess.run(
+        ["git", "tag", "--annotate", tag, commit, "--file", "-"],
+        input=tag_message(run_dir, manifest, config_hash),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise TagError(f"git tag {tag} failed: {result.stderr.strip()}")
+    return tag
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Tag the commit a training run came from.")
+    parser.add_argument("run_dir", type=Path, help="the run's output_dir")
+    parser.add_argument("--name", help="tag name (default: exp/<run folder>-<config hash>)")
+    parser.add_argument("--allow-incomplete", action="store_true", help="tag an unfinished run")
+    arguments = parser.parse_args(argv)
+    try:
+        tag = create_tag(arguments.run_dir, arguments.name, arguments.allow_incomplete)
+    except TagError as error:
+        print(f"tag_run: {error}", file=sys.stderr)
+        return 1
+    print(f"created tag {tag}; share it with: git push origin {tag}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
