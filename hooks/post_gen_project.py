@@ -1,7 +1,9 @@
 """Finish a freshly generated project: drop files for options not chosen, then set up git.
 
-Safe to run again: cruft re-runs this hook in a temporary directory on every `cruft update`, so
-every step checks before it acts, and a missing git or identity is a note, never a failure.
+Safe to run again: every step checks before it acts, and a missing git or identity is a note,
+never a failure. Git set-up happens only under cookiecutter's own entry point: cruft renders the
+template into temporary folders on every `cruft update` and diffs them, and a `.git` folder in
+there ends up in the patch, which then fails to apply and the update is silently lost.
 """
 
 from __future__ import annotations
@@ -105,7 +107,15 @@ def main() -> int:
     remove_unselected_paths(project)
     if not check_pyproject_parses(project):
         return 1
-    set_up_git(project)
+    # cookiecutter's front end records the output folder; cruft's create/update do not.
+    if "_output_dir" in ANSWERS:
+        set_up_git(project)
+    else:
+        note(
+            "rendered by cruft, so git was left alone. In a new project run: git init -b main "
+            f"&& git config commit.template .gitmessage && git add -A && git commit -m "
+            f"'{FIRST_COMMIT_MESSAGE}'"
+        )
     return 0
 
 
