@@ -16,13 +16,19 @@ import nox
 TEMPLATE_ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(TEMPLATE_ROOT))  # nox does not put the noxfile's folder on sys.path
 
-from tests.combinations import SMOKE_COMBINATIONS, as_answers  # noqa: E402
+from tests.combinations import (  # noqa: E402
+    CHECK_COMBINATIONS,
+    FULL_SUITE,
+    SMOKE_COMBINATIONS,
+    as_answers,
+    check_answers,
+)
 from tests.git_identity import GIT_IDENTITY  # noqa: E402
 from tests.torch_source import torch_install_env  # noqa: E402
 
 nox.needs_version = ">=2025.5"
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["lint", "tests", "smoke"]
+nox.options.sessions = ["lint", "tests", "combinations", "smoke"]
 
 LINTED = ["hooks", "tests", "noxfile.py"]
 
@@ -65,7 +71,35 @@ def smoke(session: nox.Session, combination: str) -> None:
     project = bake(session, scratch, *as_answers(combination))
     session.chdir(project)
     session.log(f"baked into {project}; it is kept there if a check fails")
-    session.run("nox", "--non-interactive", env=torch_install_env(scratch))
+    env = torch_install_env(scratch)
+    if combination == FULL_SUITE:
+        session.run("nox", "--non-interactive", env=env)
+    else:
+        session.run("nox", "--non-interactive", "-s", "lint", "typecheck", "smoke", env=env)
+        session.run("nox", "--non-interactive", "-s", "tests", "--", "-m", "not slow", env=env)
+    shutil.rmtree(scratch)
+
+
+@nox.session
+def combinations(session: nox.Session) -> None:
+    """Every row of tests/combinations.py: the baked project's own hooks, and its import."""
+    scratch = Path(tempfile.mkdtemp(prefix="torch-template-combinations-"))
+    env = {**torch_install_env(scratch), "MYPY_CACHE_DIR": str(scratch / "mypy-cache")}
+    session.install("--group", "test", env=env)
+    # One environment serves every row: the default project's dependencies and hook tools, plus
+    # nbstripout for the notebook rows. mypy reads each project's source through mypy_path.
+    reference = bake(session, scratch / "reference")
+    session.install(str(reference), "--group", f"{reference}/pyproject.toml:hooks", env=env)
+    session.install("nbstripout>=0.8", env=env)
+    rows = session.posargs or list(CHECK_COMBINATIONS)
+    for row in rows:
+        session.chdir(TEMPLATE_ROOT)
+        project = bake(session, scratch / row, *check_answers(row))
+        session.log(f"[{row}] {project}")
+        session.chdir(project)
+        session.run("pre-commit", "run", "--all-files", "--show-diff-on-failure", env=env)
+        package = next(path.name for path in (project / "src").iterdir() if path.is_dir())
+        session.run("python", "-c", f"import {package}", env={**env, "PYTHONPATH": "src"})
     shutil.rmtree(scratch)
 
 

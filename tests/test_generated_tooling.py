@@ -117,3 +117,12 @@ def test_ci_matrix_starts_at_the_chosen_python(project: Path) -> None:
     assert '- "3.13"' in ci
     older = [v for v in ("3.10", "3.11", "3.12") if v < minimum]
     assert all(f'- "{v}"' not in ci for v in older)
+
+
+def test_the_templates_own_workflow_is_valid_and_zizmor_clean() -> None:
+    repository = Path(__file__).resolve().parents[1]
+    workflow = ".github/workflows/ci.yml"
+    check(tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", workflow,
+          cwd=repository)  # fmt: skip
+    check(tool("zizmor"), "--offline", "--no-progress", workflow, cwd=repository)
+    assert "bash .ci/run" in (repository / workflow).read_text(encoding="utf-8")

@@ -35,7 +35,9 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """pytest against the installed package (not the source tree), as users get it."""
-    session.install(".", "--group", "test")
+    # Bytecode compiled once at install: the tests start many Python processes, and each would
+    # otherwise recompile torch when bytecode writing is off (PYTHONDONTWRITEBYTECODE, some CIs).
+    session.install(".", "--group", "test", env={"UV_COMPILE_BYTECODE": "1"})
     session.run("pytest", *session.posargs)
 
 

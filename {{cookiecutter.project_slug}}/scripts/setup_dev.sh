@@ -13,7 +13,8 @@ fi
 
 # .python-version holds the lowest supported Python; uv picks it (or a newer one you name).
 [ -d .venv ] || uv venv .venv
-uv pip install --python .venv -e . --group dev
+# Compile bytecode once now, so the first runs do not pay for it.
+UV_COMPILE_BYTECODE=1 uv pip install --python .venv -e . --group dev
 
 # Hooks run the tools in .venv (offline, same versions as nox). git starts hooks with the
 # caller's PATH, so put .venv/bin first in each hook script, whether or not .venv is activated.

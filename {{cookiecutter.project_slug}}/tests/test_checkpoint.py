@@ -52,6 +52,7 @@ def test_resume_at_an_epoch_boundary_matches_an_uninterrupted_run(
     assert step_losses(split) == step_losses(straight)  # bitwise, not approximately
 
 
+@pytest.mark.slow
 def test_sigterm_mid_epoch_saves_and_resume_completes_exactly(
     smoke_config: Path, tmp_path: Path
 ) -> None:

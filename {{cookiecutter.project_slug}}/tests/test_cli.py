@@ -65,6 +65,7 @@ def run_in_terminal(output_dir: Path, ci: bool) -> str:
     return b"".join(chunks).decode()
 
 
+@pytest.mark.slow
 def test_a_terminal_gets_a_live_line_and_ci_gets_plain_lines(tmp_path: Path) -> None:
     live = run_in_terminal(tmp_path / "live", ci=False)
     assert "\r" in live
@@ -74,6 +75,7 @@ def test_a_terminal_gets_a_live_line_and_ci_gets_plain_lines(tmp_path: Path) -> 
     assert plain.count("epoch ") == 30
 
 
+@pytest.mark.slow
 def test_a_smoke_run_leaves_git_status_unchanged() -> None:
     """Outputs, checkpoints and caches are ignored: training never dirties the work tree."""
 
@@ -91,3 +93,10 @@ def test_a_smoke_run_leaves_git_status_unchanged() -> None:
     assert result.returncode == 0, result.stderr
     assert (PROJECT_ROOT / "outputs" / "git-status-check" / "checkpoints" / "last.pt").is_file()
     assert status() == before
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(sys.executable).parent / "{{ cookiecutter.project_slug }}-train"
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "key=value" in result.stdout
