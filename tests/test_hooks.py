@@ -64,6 +64,16 @@ def test_bad_answer_is_rejected_with_one_clear_line(
     assert list(tmp_path.iterdir()) == []  # no half-made project left behind
 
 
+@pytest.mark.parametrize(("field", "value"), [("license", "GPL-3.0"), ("tracking", "neptune")])
+def test_choice_outside_its_list_is_rejected(tmp_path: Path, field: str, value: str) -> None:
+    # cookiecutter itself refuses these before any hook runs; its last line names the field.
+    result = run_cookiecutter(tmp_path, f"{field}={value}")
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert f"{value} provided for choice variable {field}, but the choices are" in last_line
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_hook_reports_under_python_optimize(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONOPTIMIZE": "2"}
     result = run_cookiecutter(tmp_path, "package_name=class", env=env)

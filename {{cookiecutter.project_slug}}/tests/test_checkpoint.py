@@ -153,3 +153,21 @@ def test_a_failed_run_is_recorded_in_run_json(smoke_config: Path, tmp_path: Path
     manifest = json.loads((tmp_path / "run.json").read_text(encoding="utf-8"))
     assert manifest["status"] == "failed"
     assert "did not decrease" in manifest["error"]
+
+
+def test_a_diverging_run_stops_with_the_step_and_keeps_the_last_checkpoint(
+    smoke_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from {{ cookiecutter.package_name }}.train import main
+
+    run(load_config(smoke_config, [f"output_dir={tmp_path}", "train.epochs=2"]))
+    last = tmp_path / "checkpoints" / "last.pt"
+    before = last.read_bytes()
+    # A learning rate this large drives the weights to NaN within a few steps.
+    code = main(["--config", str(smoke_config), f"output_dir={tmp_path}", "optim.lr=1e12"])
+    assert code == 1
+    error = capsys.readouterr().err
+    assert "non-finite values at epoch 0, step" in error
+    assert "last good checkpoint kept" in error
+    assert last.read_bytes() == before
+    assert json.loads((tmp_path / "run.json").read_text(encoding="utf-8"))["status"] == "failed"
