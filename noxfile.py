@@ -103,6 +103,23 @@ def combinations(session: nox.Session) -> None:
     shutil.rmtree(scratch)
 
 
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks (not in `nox`): bake, bake->green, smoke CLI, trainer vs hand loop/Lightning.
+
+    Results go to docs/benchmarks/ (or the folder given after --).
+    """
+    scratch = Path(tempfile.mkdtemp(prefix="torch-template-bench-"))
+    # Timings as users see them: bytecode written and compiled at install.
+    env = {**torch_install_env(scratch), "UV_COMPILE_BYTECODE": "1", "PYTHONDONTWRITEBYTECODE": ""}
+    session.install("--group", "test", env=env)
+    project = bake(session, scratch / "reference")
+    session.install(str(project), "lightning>=2.4", "matplotlib>=3.8", env=env)
+    output_dir = Path(session.posargs[0] if session.posargs else "docs/benchmarks").resolve()
+    session.run("python", "-m", "tests.benchmark", str(project), str(output_dir), env=env)
+    shutil.rmtree(scratch)
+
+
 @nox.session
 def demo(session: nox.Session) -> None:
     """Bake a project into ./demo (or the folder given after --), set it up and smoke-train it."""

@@ -37,14 +37,23 @@ class StepTools:
     autocast_dtype: torch.dtype | None  # None: full precision
     grad_clip: float  # 0: measure the norm, do not clip
     context: DistributedContext
+    # A constant schedule never changes the rate; skipping its Python step saves ~1% of a small
+    # model's step.
+    step_scheduler: bool = True
 
 
 def gradient_norm(model: nn.Module, max_norm: float) -> torch.Tensor:
     if max_norm > 0:
         clipped_from: torch.Tensor = nn.utils.clip_grad_norm_(model.parameters(), max_norm)
         return clipped_from  # the norm before clipping
-    norms = [torch.linalg.vector_norm(p.grad) for p in model.parameters() if p.grad is not None]
-    total: torch.Tensor = torch.linalg.vector_norm(torch.stack(norms))
+    gradients = [p.grad for p in model.parameters() if p.grad is not None]
+    # One fused kernel for all parameters (torch >= 2.6), instead of one per parameter.
+    total_norm = getattr(nn.utils, "get_total_norm", None)
+    if total_norm is not None:
+        fused: torch.Tensor = total_norm(gradients)
+        return fused
+    per_parameter = torch.stack([torch.linalg.vector_norm(g) for g in gradients])
+    total: torch.Tensor = torch.linalg.vector_norm(per_parameter)
     return total
 
 
@@ -58,16 +67,23 @@ def train_step(tools: StepTools, batch: Batch, stop_requested: bool) -> StepResu
     tools.scaler.scale(loss).backward()
     tools.scaler.unscale_(tools.optimizer)  # the norm and clipping must see true gradients
     norm = gradient_norm(tools.model, tools.grad_clip)
-    stop_flag = torch.tensor(float(stop_requested), device=tools.device)
-    shared = average_across_ranks(torch.stack([loss.detach().float(), stop_flag]), tools.context)
-    loss_value, stop_share, norm_value = torch.cat([shared, norm.reshape(1).float()]).tolist()
+    if tools.context.is_distributed:
+        stop_flag = torch.tensor(float(stop_requested), device=tools.device)
+        shared = average_across_ranks(
+            torch.stack([loss.detach().float(), stop_flag]), tools.context
+        )
+        loss_value, stop_share, norm_value = torch.cat([shared, norm.reshape(1).float()]).tolist()
+    else:  # one process: nothing to agree on, so no flag tensor on the hot path
+        loss_value, norm_value = torch.stack([loss.detach().float(), norm.float()]).tolist()
+        stop_share = float(stop_requested)
     # fp16's scaler expects the odd inf gradient (it skips that step and lowers the scale);
     # anywhere else a non-finite loss or gradient means the run is broken.
     finite = math.isfinite(loss_value) and (math.isfinite(norm_value) or tools.scaler.is_enabled())
     if finite:
         tools.scaler.step(tools.optimizer)
         tools.scaler.update()
-        tools.scheduler.step()
+        if tools.step_scheduler:
+            tools.scheduler.step()
     return StepResult(loss_value, norm_value, stop_share > 0, stepped=finite)
 
 

@@ -128,6 +128,7 @@ def train(config: Config, context: DistributedContext, stop: StopRequest) -> dic
         autocast_dtype,
         config.optim.grad_clip,
         context,
+        step_scheduler=config.optim.scheduler != "constant",
     )
     manifest: dict[str, Any] = {
         "status": "running", "started": now(), "seed": config.seed,
@@ -187,6 +188,7 @@ def train(config: Config, context: DistributedContext, stop: StopRequest) -> dic
                         epoch, progress.batches_done, result.loss, config.train.batch_size
                     )
                     if result.stop_requested:
+                        metrics.flush()
                         if main:
                             save_checkpoint(checkpoint_state(), checkpoints / "last.pt")
                         raise PreemptedError(stop.signal_number or 15, str(checkpoints / "last.pt"))
@@ -205,6 +207,7 @@ def train(config: Config, context: DistributedContext, stop: StopRequest) -> dic
                 )
                 is_best = validation["val_loss"] < progress.best_val_loss
                 progress.best_val_loss = min(progress.best_val_loss, validation["val_loss"])
+                metrics.flush()
                 if main:
                     save_checkpoint(checkpoint_state(), checkpoints / "last.pt")
                     if is_best:
