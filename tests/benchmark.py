@@ -28,7 +28,7 @@ from tests.benchmark_loops import LOOPS
 from tests.git_identity import GIT_IDENTITY
 
 BATCH_SIZES = (8, 32, 64, 128)
-ROUNDS = 5
+ROUNDS = 7
 # N per batch size: per-step time = (time of 2N steps - time of N steps) / N.
 STEPS = {8: 200, 32: 100, 64: 60, 128: 40}
 

@@ -6,6 +6,7 @@ whether any rank was asked to stop travel together, so every rank takes the same
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -42,6 +43,13 @@ class StepTools:
     step_scheduler: bool = True
 
 
+def mixed_precision(tools: StepTools) -> contextlib.AbstractContextManager[object]:
+    """Autocast when AMP is on; otherwise no context at all (entering a disabled one costs time)."""
+    if tools.autocast_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(tools.device.type, dtype=tools.autocast_dtype)
+
+
 def gradient_norm(model: nn.Module, max_norm: float) -> torch.Tensor:
     if max_norm > 0:
         clipped_from: torch.Tensor = nn.utils.clip_grad_norm_(model.parameters(), max_norm)
@@ -59,9 +67,7 @@ def gradient_norm(model: nn.Module, max_norm: float) -> torch.Tensor:
 
 def train_step(tools: StepTools, batch: Batch, stop_requested: bool) -> StepResult:
     images, labels = (tensor.to(tools.device, non_blocking=True) for tensor in batch)
-    with torch.autocast(
-        tools.device.type, dtype=tools.autocast_dtype, enabled=tools.autocast_dtype is not None
-    ):
+    with mixed_precision(tools):
         loss = nn.functional.cross_entropy(tools.model(images), labels)
     tools.optimizer.zero_grad(set_to_none=True)
     tools.scaler.scale(loss).backward()
@@ -94,9 +100,7 @@ def evaluate(tools: StepTools, loader: torch.utils.data.DataLoader[Batch]) -> di
     totals = torch.zeros(3, device=tools.device)  # summed loss, correct, count
     for images, labels in loader:
         images, labels = images.to(tools.device), labels.to(tools.device)
-        with torch.autocast(
-            tools.device.type, dtype=tools.autocast_dtype, enabled=tools.autocast_dtype is not None
-        ):
+        with mixed_precision(tools):
             logits = tools.model(images)
         totals[0] += nn.functional.cross_entropy(logits.float(), labels, reduction="sum")
         totals[1] += (logits.argmax(dim=1) == labels).sum()
