@@ -28,9 +28,9 @@ from tests.torch_source import torch_install_env  # noqa: E402
 
 nox.needs_version = ">=2025.5"
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["lint", "tests", "combinations", "smoke"]
+nox.options.sessions = ["lint", "tests", "docs", "combinations", "smoke"]
 
-LINTED = ["hooks", "tests", "noxfile.py"]
+LINTED = ["hooks", "tests", "docs/hooks.py", "noxfile.py"]
 
 
 def bake(session: nox.Session, output_dir: Path, *answers: str) -> Path:
@@ -81,6 +81,17 @@ def smoke(session: nox.Session, combination: str) -> None:
 
 
 @nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site, built strictly: warnings and broken links fail."""
+    session.install("mkdocs>=1.6,<2", "mkdocs-material>=9.5,<10", "pyyaml>=6.0")
+    site = Path(session.create_tmp()).resolve() / "site"
+    session.run(
+        "mkdocs", "build", "--strict", "--config-file", "docs/mkdocs.yml", "--site-dir", str(site),
+        env={"NO_MKDOCS_2_WARNING": "1"},  # a banner about MkDocs 2, not about these docs
+    )  # fmt: skip
+
+
+@nox.session
 def combinations(session: nox.Session) -> None:
     """Every row of tests/combinations.py: the baked project's own hooks, and its import."""
     scratch = Path(tempfile.mkdtemp(prefix="torch-template-combinations-"))
@@ -107,7 +118,7 @@ def combinations(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks (not in `nox`): bake, bake->green, smoke CLI, trainer vs hand loop/Lightning.
 
-    Results go to docs/benchmarks/ (or the folder given after --).
+    Results go to docs/content/benchmarks/ (or the folder given after --).
     """
     scratch = Path(tempfile.mkdtemp(prefix="torch-template-bench-"))
     # Timings as users see them: bytecode written and compiled at install.
@@ -115,7 +126,8 @@ def bench(session: nox.Session) -> None:
     session.install("--group", "test", env=env)
     project = bake(session, scratch / "reference")
     session.install(str(project), "lightning>=2.4", "matplotlib>=3.8", env=env)
-    output_dir = Path(session.posargs[0] if session.posargs else "docs/benchmarks").resolve()
+    output_dir = Path(session.posargs[0] if session.posargs else "docs/content/benchmarks")
+    output_dir = output_dir.resolve()
     session.run("python", "-m", "tests.benchmark", str(project), str(output_dir), env=env)
     shutil.rmtree(scratch)
 
@@ -129,6 +141,10 @@ def demo(session: nox.Session) -> None:
     session.chdir(project)
     # The generated README's one set-up command, run exactly as a user would run it.
     session.run("bash", "scripts/setup_dev.sh", external=True, env=torch_install_env(output_dir))
+    # The Quickstart's training commands, as a user types them after activating .venv.
+    package = next(path.name for path in (project / "src").iterdir() if path.is_dir())
+    for config in ("configs/smoke.yaml", "configs/default.yaml"):
+        session.run(".venv/bin/python", "-m", f"{package}.train", "--config", config, external=True)
     session.log(
         f"Your demo project is in {project}. Next: cd {project} && source .venv/bin/activate, "
         "then read its README.md (training, tests, CPU-only tips)."
