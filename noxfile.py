@@ -1,4 +1,5 @@
-"""The template's checks. `nox` runs lint, tests and smoke; `nox -s demo` bakes a project to try.
+"""The template's checks. `nox` runs lint, tests, docs, combinations and smoke(...); `nox -s demo`
+bakes a project to try, `nox -s bench` measures it.
 
 Every session bakes through tests/baking.py and installs torch only from where
 tests/torch_source.py says (a local CPU wheel, or the PyTorch CPU index), never a CUDA build.
@@ -16,12 +17,12 @@ import nox
 TEMPLATE_ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(TEMPLATE_ROOT))  # nox does not put the noxfile's folder on sys.path
 
+from tests.baking import package_name  # noqa: E402
 from tests.combinations import (  # noqa: E402
     CHECK_COMBINATIONS,
     FULL_SUITE,
     SMOKE_COMBINATIONS,
     as_answers,
-    check_answers,
 )
 from tests.git_identity import GIT_IDENTITY  # noqa: E402
 from tests.torch_source import torch_install_env  # noqa: E402
@@ -68,7 +69,7 @@ def smoke(session: nox.Session, combination: str) -> None:
     # Outside this repository: ruff skips every file under a `.nox` folder, so a project baked
     # into .nox/ would "pass" lint with nothing checked.
     scratch = Path(tempfile.mkdtemp(prefix="torch-template-smoke-"))
-    project = bake(session, scratch, *as_answers(combination))
+    project = bake(session, scratch, *as_answers(SMOKE_COMBINATIONS[combination]))
     session.chdir(project)
     session.log(f"baked into {project}; it is kept there if a check fails")
     env = torch_install_env(scratch)
@@ -105,11 +106,11 @@ def combinations(session: nox.Session) -> None:
     rows = session.posargs or list(CHECK_COMBINATIONS)
     for row in rows:
         session.chdir(TEMPLATE_ROOT)
-        project = bake(session, scratch / row, *check_answers(row))
+        project = bake(session, scratch / row, *as_answers(row))
         session.log(f"[{row}] {project}")
         session.chdir(project)
         session.run("pre-commit", "run", "--all-files", "--show-diff-on-failure", env=env)
-        package = next(path.name for path in (project / "src").iterdir() if path.is_dir())
+        package = package_name(project)
         session.run("python", "-c", f"import {package}", env={**env, "PYTHONPATH": "src"})
     shutil.rmtree(scratch)
 
@@ -142,7 +143,7 @@ def demo(session: nox.Session) -> None:
     # The generated README's one set-up command, run exactly as a user would run it.
     session.run("bash", "scripts/setup_dev.sh", external=True, env=torch_install_env(output_dir))
     # The Quickstart's training commands, as a user types them after activating .venv.
-    package = next(path.name for path in (project / "src").iterdir() if path.is_dir())
+    package = package_name(project)
     for config in ("configs/smoke.yaml", "configs/default.yaml"):
         session.run(".venv/bin/python", "-m", f"{package}.train", "--config", config, external=True)
     session.log(

@@ -12,8 +12,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from cookiecutter.main import cookiecutter
-
 TEMPLATE_ROOT = Path(__file__).resolve().parents[1]
 # `{{ cookiecutter.x }}`, `{% ... %}` and `{# ... #}` must all be gone after rendering; GitHub's
 # `${{ github.x }}` expressions are legitimate and do not match (no `cookiecutter.` inside).
@@ -32,6 +30,10 @@ def bake(output_dir: Path, template: Path = TEMPLATE_ROOT, /, **answers: Answer)
     Unknown keys are an error here because cookiecutter silently ignores them, which would let a
     test believe it covered an option it never set.
     """
+    # Imported here: noxfile.py imports this module into nox's own environment, which has no
+    # cookiecutter.
+    from cookiecutter.main import cookiecutter
+
     unknown = sorted(set(answers) - set(template_keys(template)))
     if unknown:
         raise KeyError(f"not keys of cookiecutter.json: {unknown}")
@@ -39,6 +41,11 @@ def bake(output_dir: Path, template: Path = TEMPLATE_ROOT, /, **answers: Answer)
         str(template), no_input=True, output_dir=str(output_dir), extra_context=answers
     )
     return Path(project)
+
+
+def package_name(project: Path) -> str:
+    """The import name a baked project was given (its only folder under src/)."""
+    return next(path.name for path in (project / "src").iterdir() if path.is_dir())
 
 
 def text_files(project: Path) -> Iterator[Path]:

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from tests.baking import TEMPLATE_ROOT
+from tests.baking import TEMPLATE_ROOT, package_name
 from tests.benchmark_loops import LOOPS
 from tests.git_identity import GIT_IDENTITY
 
@@ -140,7 +140,7 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def main(project: Path, output_dir: Path) -> None:
-    package = next(path.name for path in (project / "src").iterdir() if path.is_dir())
+    package = package_name(project)
     python = [sys.executable, "-c"]
     results: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",

@@ -1,26 +1,13 @@
-"""Option combinations that get the full treatment (install, the project's own nox, smoke-train).
+"""The option combinations the template is checked with: one table for pytest and nox alike.
 
-One table for pytest and nox alike: `nox -s "smoke(tensorboard)"` runs one row. The default row
-runs the baked project's whole test suite; the others skip its `slow` tests (real subprocesses:
-torchrun, SIGTERM, a pseudo-terminal), which exercise nothing those options change.
+CHECK_COMBINATIONS get the fast checks (`nox -s combinations -- odd-text` runs one row); the rows
+named in SMOKE_COMBINATIONS are also installed and run through their own nox, e.g.
+`nox -s "smoke(tensorboard)"`. The default smoke row runs the baked project's whole test suite;
+the others skip its `slow` tests (real subprocesses: torchrun, SIGTERM, a pseudo-terminal), which
+exercise nothing those options change.
 """
 
 from __future__ import annotations
-
-FULL_SUITE = "default"
-SMOKE_COMBINATIONS: dict[str, dict[str, str]] = {
-    "default": {},
-    # Each tracking backend adds its own dependency and writes its own files.
-    "tensorboard": {"tracking": "tensorboard"},
-    "wandb": {"tracking": "wandb"},
-    "mlflow": {"tracking": "mlflow"},
-}
-
-
-def as_answers(combination: str) -> list[str]:
-    """`key=value` arguments for `python -m tests.baking`."""
-    return [f"{key}={value}" for key, value in SMOKE_COMBINATIONS[combination].items()]
-
 
 # Fast checks on every supported combination: each option varied once from the defaults, the
 # pairs that interact, and odd-but-valid text. pytest bakes each row and checks the file set and
@@ -61,5 +48,17 @@ CHECK_COMBINATIONS: dict[str, dict[str, str]] = {
 }  # fmt: skip
 
 
-def check_answers(combination: str) -> list[str]:
-    return [f"{key}={value}" for key, value in CHECK_COMBINATIONS[combination].items()]
+# Rows that also get the full treatment, by session id -> row of CHECK_COMBINATIONS. Each
+# tracking backend adds its own dependency and writes its own files.
+FULL_SUITE = "default"
+SMOKE_COMBINATIONS = {
+    "default": "default",
+    "tensorboard": "tracking-tensorboard",
+    "wandb": "tracking-wandb",
+    "mlflow": "tracking-mlflow",
+}
+
+
+def as_answers(row: str) -> list[str]:
+    """`key=value` arguments for `python -m tests.baking` for one row of CHECK_COMBINATIONS."""
+    return [f"{key}={value}" for key, value in CHECK_COMBINATIONS[row].items()]
