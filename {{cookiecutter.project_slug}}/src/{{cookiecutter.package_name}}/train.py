@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import itertools
 import math
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -191,7 +192,9 @@ def train(config: Config, context: DistributedContext, stop: StopRequest) -> dic
                         metrics.flush()
                         if main:
                             save_checkpoint(checkpoint_state(), checkpoints / "last.pt")
-                        raise PreemptedError(stop.signal_number or 15, str(checkpoints / "last.pt"))
+                        # A rank that only heard of the stop from another rank has no signal.
+                        signal_number = stop.signal_number or signal.SIGTERM
+                        raise PreemptedError(signal_number, str(checkpoints / "last.pt"))
 
                 epoch_mean = sum(progress.current_epoch_losses) / len(progress.current_epoch_losses)
                 progress.epoch_mean_losses.append(epoch_mean)
@@ -209,9 +212,10 @@ def train(config: Config, context: DistributedContext, stop: StopRequest) -> dic
                 progress.best_val_loss = min(progress.best_val_loss, validation["val_loss"])
                 metrics.flush()
                 if main:
-                    save_checkpoint(checkpoint_state(), checkpoints / "last.pt")
+                    state = checkpoint_state()  # built once: copying weights and RNG costs time
+                    save_checkpoint(state, checkpoints / "last.pt")
                     if is_best:
-                        save_checkpoint(checkpoint_state(), checkpoints / "best.pt")
+                        save_checkpoint(state, checkpoints / "best.pt")
         check_loss_decreased(config, progress.epoch_mean_losses)
     except PreemptedError:
         finish("interrupted", step=progress.step)
