@@ -11,6 +11,7 @@ from torch import nn
 from {{ cookiecutter.package_name }}.config import ModelConfig
 from {{ cookiecutter.package_name }}.health_check import main as health_check
 from {{ cookiecutter.package_name }}.models import build_model
+from {{ cookiecutter.package_name }}.models.cnn import GridAvgPool2d, pooling_matrix
 
 NUM_CLASSES = 10
 INPUT_SHAPE = (1, 16, 16)
@@ -61,3 +62,13 @@ def test_health_check_passes_on_cpu_and_fails_when_cuda_is_required(
     if not torch.cuda.is_available():
         assert health_check(["--require-cuda"]) == 1
         assert "--gpus all" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("height", "width"), [(8, 8), (14, 14), (7, 16), (5, 4)])
+def test_grid_pooling_matches_adaptive_pooling(height: int, width: int) -> None:
+    images = torch.randn(3, 5, height, width)
+    expected = nn.functional.adaptive_avg_pool2d(images, 4)
+    torch.testing.assert_close(GridAvgPool2d(4)(images), expected)
+    # The matrix form, which deterministic CUDA runs use for unequal windows.
+    rows, columns = pooling_matrix(height, 4, images), pooling_matrix(width, 4, images)
+    torch.testing.assert_close(rows @ images @ columns.T, expected)
