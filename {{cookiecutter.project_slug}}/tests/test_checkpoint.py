@@ -16,11 +16,16 @@ import torch
 from {{ cookiecutter.package_name }}.checkpoint import load_checkpoint, save_checkpoint
 from {{ cookiecutter.package_name }}.config import load_config
 from {{ cookiecutter.package_name }}.distributed import DistributedContext
-from {{ cookiecutter.package_name }}.guards import TrainingFailedError
+from {{ cookiecutter.package_name }}.guards import TrainingFailedError, check_finite_weights
 from {{ cookiecutter.package_name }}.metrics import read_metrics
 from {{ cookiecutter.package_name }}.models import SmallCNN
 from {{ cookiecutter.package_name }}.preemption import PreemptedError, StopRequest
-from {{ cookiecutter.package_name }}.steps import StepTools, build_scheduler, train_step
+from {{ cookiecutter.package_name }}.steps import (
+    StepTools,
+    build_scheduler,
+    sync_steps,
+    train_step,
+)
 from {{ cookiecutter.package_name }}.train import run
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -91,7 +96,7 @@ def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path: Path) -> 
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left behind
 
 
-def test_a_nan_batch_never_reaches_the_optimizer() -> None:
+def test_a_nan_step_between_syncs_is_named_at_the_next_sync() -> None:
     model = SmallCNN(in_channels=1, num_classes=10, width=4)
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
     tools = StepTools(
@@ -99,14 +104,32 @@ def test_a_nan_batch_never_reaches_the_optimizer() -> None:
         torch.amp.GradScaler("cpu", enabled=False), torch.device("cpu"), None, 0.0,
         DistributedContext(),
     )  # fmt: skip
-    before = [parameter.detach().clone() for parameter in model.parameters()]
-    images = torch.full((4, 1, 16, 16), math.nan)
     labels = torch.zeros(4, dtype=torch.long)
-    result = train_step(tools, (images, labels), stop_requested=False)
-    assert math.isnan(result.loss)
-    assert not result.stepped
-    for old, new in zip(before, model.parameters(), strict=True):
-        assert torch.equal(old, new)
+    good, bad = (torch.randn(4, 1, 16, 16), labels), (torch.full((4, 1, 16, 16), math.nan), labels)
+    outputs = [train_step(tools, good, measure_norm=False), train_step(tools, bad, False)]
+    outputs.append(train_step(tools, good, measure_norm=True))
+    synced = sync_steps(tools, [o.loss for o in outputs], outputs[-1], stop_requested=False)
+    assert synced.first_non_finite == 1  # the second step, not the one that synced
+    assert math.isfinite(synced.losses[0])
+    assert math.isnan(synced.losses[1])
+    # The NaN reached the weights; the check before every checkpoint is what keeps them off disk.
+    with pytest.raises(TrainingFailedError, match="non-finite weights after epoch 0"):
+        check_finite_weights(tools.parameters, epoch=0)
+
+
+def test_syncing_needs_the_gradient_norm_of_the_last_step() -> None:
+    model = SmallCNN(in_channels=1, num_classes=10, width=4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    tools = StepTools(
+        model, optimizer, build_scheduler(optimizer, "constant", 10),
+        torch.amp.GradScaler("cpu", enabled=False), torch.device("cpu"), None, 0.0,
+        DistributedContext(),
+    )  # fmt: skip
+    batch = (torch.randn(4, 1, 16, 16), torch.zeros(4, dtype=torch.long))
+    output = train_step(tools, batch, measure_norm=False)
+    assert output.grad_norm is None
+    with pytest.raises(ValueError, match="measure_norm=True"):
+        sync_steps(tools, [output.loss], output, stop_requested=False)
 
 
 def test_resume_from_a_missing_path_is_a_config_error(smoke_config: Path, tmp_path: Path) -> None:
@@ -116,17 +139,20 @@ def test_resume_from_a_missing_path_is_a_config_error(smoke_config: Path, tmp_pa
     assert code == 2
 
 
-class StopAfterSteps(StopRequest):
-    """Acts as if SIGTERM arrived after `steps` steps (the real signal has its own test)."""
+class StopAtSync(StopRequest):
+    """Acts as if SIGTERM arrived just before the n-th host sync (the real signal has its own test).
 
-    def __init__(self, steps: int) -> None:
+    The loop reads `requested` once per sync: every `train.log_every` steps and at each epoch end.
+    """
+
+    def __init__(self, sync: int) -> None:
         super().__init__()
-        self.remaining = steps
+        self.remaining = sync
 
     @property
     def requested(self) -> bool:
         self.remaining -= 1
-        if self.remaining < 0:
+        if self.remaining == 0:
             self.signal_number = signal.SIGTERM
         return self.signal_number is not None
 
@@ -138,7 +164,10 @@ def test_mid_epoch_resume_keeps_schedule_and_clipping_exact(
     overrides = ["optim.scheduler=cosine", "optim.grad_clip=0.5"]
     run(load_config(smoke_config, [f"output_dir={straight}", *overrides]))
     with pytest.raises(PreemptedError):
-        run(load_config(smoke_config, [f"output_dir={split}", *overrides]), StopAfterSteps(20))
+        # Syncs at steps 10, 16 (epoch end), 20: the third stops in the middle of epoch 1.
+        run(load_config(smoke_config, [f"output_dir={split}", *overrides]), StopAtSync(3))
+    stopped = load_checkpoint(split / "checkpoints" / "last.pt")["progress"]
+    assert (stopped["epoch"], stopped["batches_done"], stopped["step"]) == (1, 4, 20)
     run(load_config(smoke_config, [f"output_dir={split}", *overrides, "resume=auto"]))
     records = [r for r in read_metrics(straight / "metrics.jsonl") if "lr" in r]
     assert records[0]["lr"] > records[-1]["lr"] > 0  # cosine decays

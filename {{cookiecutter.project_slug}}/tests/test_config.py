@@ -20,12 +20,23 @@ def test_overrides_are_typed(smoke_config: Path) -> None:
     assert config.train.amp == "bf16"
 
 
+def test_off_stays_a_word_on_the_command_line_and_in_files(tmp_path: Path) -> None:
+    # YAML 1.1 would read `off` as False, which no `train.amp` choice matches.
+    assert load_config(None, ["train.amp=off"]).train.amp == "off"
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text("train:\n  amp: off\n  compile: false\n", encoding="utf-8")
+    config = load_config(config_file, ["train.deterministic=False"])
+    assert config.train.amp == "off"
+    assert config.train.compile is config.train.deterministic is False
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
         ("train.epoch=3", "unknown key train.epoch"),
         ("train.epochs=three", "train.epochs='three' should be of type int"),
         ("train.epochs=true", "should be of type int"),
+        ("train.compile=yes", "train.compile='yes' should be of type bool"),
         ("train.epochs=0", "train.epochs must be at least 1"),
         ("optim.lr=-1", "must be positive"),
         ("model.name=resnet", "choose one of ['cnn', 'mlp']"),

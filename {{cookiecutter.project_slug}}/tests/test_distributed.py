@@ -22,11 +22,11 @@ def step_losses(output_dir: Path) -> list[float]:
 @pytest.mark.slow
 def test_two_ranks_match_one_rank(smoke_config: Path, tmp_path: Path) -> None:
     single, double = tmp_path / "one-rank", tmp_path / "two-ranks"
-    run(load_config(smoke_config, [f"output_dir={single}"]))
+    run(load_config(smoke_config, [f"output_dir={single}", "train.device=cpu"]))
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
          "-m", "{{ cookiecutter.package_name }}.train", "--config", str(smoke_config),
-         f"output_dir={double}"],
+         f"output_dir={double}", "train.device=cpu"],
         cwd=PROJECT_ROOT, capture_output=True, text=True, check=False, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]

@@ -34,6 +34,22 @@ def test_every_step_is_logged_with_step_epoch_and_loss(smoke_config: Path, tmp_p
     assert {r["epoch"] for r in steps} == {0, 1}
 
 
+def test_the_gradient_norm_is_logged_at_every_host_sync(smoke_config: Path, tmp_path: Path) -> None:
+    overrides = [f"output_dir={tmp_path}", "train.epochs=2", "train.log_every=5"]
+    run(load_config(smoke_config, overrides))
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    # Every 5 steps, and at each epoch's last step (16 steps per epoch in the smoke config).
+    assert [r["step"] for r in records if "grad_norm" in r] == [5, 10, 15, 16, 20, 25, 30, 32]
+    assert all(r["grad_norm"] > 0 for r in records if "grad_norm" in r)
+
+
+def test_the_sync_cadence_does_not_change_the_losses(smoke_config: Path, tmp_path: Path) -> None:
+    for every in (1, 7):
+        overrides = [f"output_dir={tmp_path / str(every)}", "train.epochs=2"]
+        run(load_config(smoke_config, [*overrides, f"train.log_every={every}"]))
+    assert step_losses(tmp_path / "1") == step_losses(tmp_path / "7")
+
+
 def test_same_seed_gives_identical_losses(smoke_config: Path, tmp_path: Path) -> None:
     for name in ("first", "second"):
         run(load_config(smoke_config, [f"output_dir={tmp_path / name}", "train.epochs=2"]))

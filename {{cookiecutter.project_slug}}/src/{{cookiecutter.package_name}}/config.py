@@ -7,6 +7,7 @@ answer: the dataclass, then the YAML file, then the command line, in that order.
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,28 @@ import yaml
 
 class ConfigError(ValueError):
     """A bad key, type or value in a config file or override; the message says how to fix it."""
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """YAML with only true/false as booleans (as YAML 1.2 has it).
+
+    PyYAML follows YAML 1.1, where off/on/yes/no are booleans too: `train.amp=off` would arrive as
+    False and be refused as not one of "off", "bf16", "fp16".
+    """
+
+
+BOOL_TAG = "tag:yaml.org,2002:bool"
+ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != BOOL_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+ConfigLoader.add_implicit_resolver(
+    BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=ConfigLoader)  # a SafeLoader: builds no Python objects
 
 
 @dataclass
@@ -53,6 +76,9 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model (needs a C compiler on CPU)
     device: str = "auto"  # "auto" picks CUDA when available
     require_loss_decrease: bool = True  # fail the run if the last epoch is no better than the first
+    # Steps per host sync: every step's loss is still logged, the gradient norm on these steps;
+    # NaN/inf and stop signals are acted on here and at each epoch's end.
+    log_every: int = 10
 
 
 @dataclass
@@ -74,7 +100,13 @@ class Config:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
-POSITIVE_INTEGERS = ("train.epochs", "train.batch_size", "model.width", "data.image_size")
+POSITIVE_INTEGERS = (
+    "train.epochs",
+    "train.batch_size",
+    "train.log_every",
+    "model.width",
+    "data.image_size",
+)
 
 
 def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
@@ -86,7 +118,7 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
         key, separator, raw_value = override.partition("=")
         if not separator or not key:
             raise ConfigError(f"override {override!r} is not key=value; e.g. train.epochs=3")
-        set_dotted(values, key.strip(), yaml.safe_load(raw_value) if raw_value else "")
+        set_dotted(values, key.strip(), parse_yaml(raw_value) if raw_value else "")
     config: Config = build_dataclass(Config, values, prefix="")
     check_values(config)
     return config
@@ -96,7 +128,7 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; pass --config configs/default.yaml")
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        loaded = parse_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
     if loaded is None:

@@ -64,14 +64,20 @@ def average_across_ranks(values: torch.Tensor, context: DistributedContext) -> t
     return values
 
 
-def resolve_device(name: str, context: DistributedContext) -> torch.device:
+def device_type(name: str) -> str:
+    """`train.device` as "cuda" or "cpu" ("auto": CUDA when visible), before any process group."""
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+        return "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError:
         raise ConfigError(f"train.device={name!r} is not a device; use auto, cpu or cuda") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device=cuda but no CUDA device is visible; use train.device=auto")
+    return device.type
+
+
+def resolve_device(name: str, context: DistributedContext) -> torch.device:
+    device = torch.device(device_type(name))
     # Under torchrun each process drives the GPU its LOCAL_RANK names.
     return torch.device("cuda", context.local_rank) if device.type == "cuda" else device

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import torch
+from torch import nn
+
 from .config import Config
 
 # A "decrease" smaller than this fraction is rounding noise, not learning.
@@ -10,6 +13,16 @@ MIN_RELATIVE_DECREASE = 1e-4
 
 class TrainingFailedError(RuntimeError):
     """The run cannot go on (or did not learn); the message says where and why."""
+
+
+def non_finite_message(epoch: int, step: int | None) -> str:
+    """Why the run stopped on NaN/inf; `step` is the first step seen with a non-finite value."""
+    what = f"values at epoch {epoch}, step {step}" if step is not None else "weights"
+    where = "" if step is not None else f" after epoch {epoch}"
+    return (
+        f"non-finite {what}{where}; nothing after it was saved, the last good checkpoint kept; "
+        "lower optim.lr, set optim.grad_clip, or check the data for NaN/inf"
+    )
 
 
 def check_loss_decreased(config: Config, epoch_mean_losses: list[float]) -> None:
@@ -22,3 +35,9 @@ def check_loss_decreased(config: Config, epoch_mean_losses: list[float]) -> None
             f"mean training loss did not decrease ({first:.4f} in the first epoch, {last:.4f} "
             "in the last); check optim.lr and the data, or set train.require_loss_decrease=false"
         )
+
+
+def check_finite_weights(parameters: list[nn.Parameter], epoch: int) -> None:
+    """Before every checkpoint: weights gone NaN/inf must never be saved as the last good ones."""
+    if not all(bool(torch.isfinite(p).all()) for p in parameters):
+        raise TrainingFailedError(non_finite_message(epoch, None))

@@ -1,7 +1,8 @@
 """Turn SIGTERM/SIGINT (a scheduler's preemption, Ctrl-C) into a request the loop honours.
 
-The handler only sets a flag; the training loop checks it after each optimizer step, writes a
-checkpoint and exits, so the work done so far survives and `resume=auto` carries on exactly.
+The handler only sets a flag; the training loop checks it at each host sync (every
+`train.log_every` steps), writes a checkpoint and exits, so the work done so far survives and
+`resume=auto` carries on exactly.
 """
 
 from __future__ import annotations

@@ -23,8 +23,9 @@ class ProgressReporter:
         self.epoch_started = time.perf_counter()
         self.samples = 0
 
-    def step(self, epoch: int, batch_in_epoch: int, loss: float, batch_size: int) -> None:
-        self.samples += batch_size
+    def step(self, epoch: int, batch_in_epoch: int, loss: float, samples: int) -> None:
+        """After a host sync: `samples` trained on since the previous call."""
+        self.samples += samples
         if not self.live or time.perf_counter() - self.last_draw < self.REDRAW_SECONDS:
             return
         self.last_draw = time.perf_counter()

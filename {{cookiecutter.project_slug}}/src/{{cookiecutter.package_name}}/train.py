@@ -37,20 +37,34 @@ from .data.loaders import make_loader
 from .data.mnist import DatasetMissingError
 from .distributed import (
     DistributedContext,
+    device_type,
     resolve_device,
     start_distributed,
     stop_distributed,
     synchronize,
 )
-from .guards import TrainingFailedError, check_loss_decreased
+from .guards import (
+    TrainingFailedError,
+    check_finite_weights,
+    check_loss_decreased,
+    non_finite_message,
+)
 from .manifest import describe_environment, now, write_manifest
 from .metrics import MetricsLog, keep_records_up_to
 from .models import build_model
 from .preemption import PreemptedError, StopRequest
 from .progress import ProgressReporter
 from .reproducibility import configure_determinism, seed_everything
-from .steps import StepTools, autocast_dtype_for, build_scheduler, evaluate, train_step
-from .tracking import open_tracker
+from .steps import (
+    StepTools,
+    SyncResult,
+    autocast_dtype_for,
+    build_scheduler,
+    evaluate,
+    sync_steps,
+    train_step,
+)
+from .tracking import Tracker, open_tracker
 
 
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -68,7 +82,8 @@ def run(config: Config, stop: StopRequest | None = None) -> dict[str, float]:
     """Train as `config` says, on one process or under torchrun; returns the final metrics."""
     configure_determinism(config.train.deterministic, compiling=config.train.compile)
     seed_everything(config.seed)
-    context = start_distributed(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    # train.device=cpu on a GPU machine must join a gloo group, not NCCL.
+    context = start_distributed(torch.device(device_type(config.train.device)))
     try:
         final = train(config, context, stop or StopRequest())
         # Tearing down while another rank still has collectives in flight aborts it; a barrier
@@ -153,7 +168,8 @@ def train(config: Config, context: DistributedContext, stop: StopRequest) -> dic
             write_manifest(output_dir / "run.json", manifest)
 
     finish("running")
-    reporter = ProgressReporter(config.train.epochs, len(train_loader), enabled=main)
+    epoch_steps = len(train_loader)
+    reporter = ProgressReporter(config.train.epochs, epoch_steps, enabled=main)
     if resume_from is not None:
         reporter.message(
             f"resumed from {resume_from} at epoch {progress.epoch}, step {progress.step}"
@@ -168,34 +184,41 @@ def train(config: Config, context: DistributedContext, stop: StopRequest) -> dic
             for epoch in range(progress.epoch, config.train.epochs):
                 train_sampler.set_epoch(epoch)
                 reporter.start_epoch()
+                pending: list[torch.Tensor] = []  # losses of steps since the last host sync
+                rates: list[float] = []
                 # After a mid-epoch stop, skip the batches that were already trained on.
                 for batch in itertools.islice(train_loader, progress.batches_done, None):
-                    learning_rate = float(scheduler.get_last_lr()[0])  # the rate this step uses
-                    result = train_step(tools, batch, stop.requested)
-                    if not result.stepped:
-                        raise TrainingFailedError(
-                            f"non-finite values at epoch {epoch}, step {progress.step + 1} "
-                            f"(loss {result.loss}, gradient norm {result.grad_norm}); the step was "
-                            "skipped and the last good checkpoint kept; lower optim.lr, set "
-                            "optim.grad_clip, or check the data for NaN/inf"
-                        )
-                    progress.step += 1
-                    progress.batches_done += 1
-                    progress.current_epoch_losses.append(result.loss)
-                    step_values = {"loss": result.loss, "grad_norm": result.grad_norm}
-                    metrics.write(step=progress.step, epoch=epoch, lr=learning_rate, **step_values)
-                    tracker.log({**step_values, "lr": learning_rate}, progress.step)
-                    reporter.step(
-                        epoch, progress.batches_done, result.loss, config.train.batch_size
+                    rates.append(float(scheduler.get_last_lr()[0]))  # the rate this step uses
+                    sync = (  # every train.log_every steps, and at each epoch's end
+                        (progress.step + len(pending) + 1) % config.train.log_every == 0
+                        or progress.batches_done + len(pending) + 1 == epoch_steps
                     )
-                    if result.stop_requested:
+                    output = train_step(tools, batch, measure_norm=sync)
+                    pending.append(output.loss)
+                    if not sync:
+                        continue  # no host sync this step: the device runs on
+                    synced = sync_steps(tools, pending, output, stop.requested)
+                    if synced.first_non_finite is not None:
+                        raise TrainingFailedError(
+                            non_finite_message(epoch, progress.step + synced.first_non_finite + 1)
+                        )
+                    record_steps(synced, rates, progress.step, epoch, metrics, tracker)
+                    progress.step += len(pending)
+                    progress.batches_done += len(pending)
+                    progress.current_epoch_losses.extend(synced.losses)
+                    samples = config.train.batch_size * len(pending)
+                    reporter.step(epoch, progress.batches_done, synced.losses[-1], samples)
+                    pending, rates = [], []
+                    if synced.stop_requested:
                         metrics.flush()
+                        check_finite_weights(tools.parameters, epoch)
                         if main:
                             save_checkpoint(checkpoint_state(), checkpoints / "last.pt")
                         # A rank that only heard of the stop from another rank has no signal.
                         signal_number = stop.signal_number or signal.SIGTERM
                         raise PreemptedError(signal_number, str(checkpoints / "last.pt"))
 
+                check_finite_weights(tools.parameters, epoch)
                 epoch_mean = sum(progress.current_epoch_losses) / len(progress.current_epoch_losses)
                 progress.epoch_mean_losses.append(epoch_mean)
                 progress.epoch += 1
@@ -235,6 +258,22 @@ def train(config: Config, context: DistributedContext, stop: StopRequest) -> dic
         f"val_accuracy {validation.get('val_accuracy', math.nan):.3f}; outputs in {output_dir}"
     )
     return final
+
+
+def record_steps(
+    synced: SyncResult,
+    rates: list[float],
+    steps_before: int,
+    epoch: int,
+    metrics: MetricsLog,
+    tracker: Tracker,
+) -> None:
+    """Synced steps to metrics.jsonl (the gradient norm with the last); the last to the tracker."""
+    for offset, (loss, rate) in enumerate(zip(synced.losses, rates, strict=True), start=1):
+        norm = {"grad_norm": synced.grad_norm} if offset == len(rates) else {}
+        metrics.write(step=steps_before + offset, epoch=epoch, lr=rate, loss=loss, **norm)
+    latest = {"loss": synced.losses[-1], "grad_norm": synced.grad_norm, "lr": rates[-1]}
+    tracker.log(latest, steps_before + len(rates))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
