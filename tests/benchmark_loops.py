@@ -1,8 +1,9 @@
 """Three ways to train the baked project's SmallCNN on its synthetic data, for the benchmark.
 
-Each function trains for `steps` optimizer steps at `batch_size` and returns the wall seconds;
-the benchmark differences runs of N and 2N steps, so fixed start-up costs cancel out and what is
-left is the time per step of each loop.
+Each function trains for `steps` optimizer steps at `batch_size` and returns the time at which
+each training batch was fetched; `benchmark_stats.per_step_seconds` turns those into a time per
+step. Start-up, the one validation pass and the one checkpoint fall outside those times, and so
+does building the dataset (it grows with the number of steps).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import importlib
 import io
 import tempfile
 import time
+from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -19,10 +22,27 @@ import torch
 from torch import nn
 
 IMAGE_SIZE, NUM_CLASSES, WIDTH, LEARNING_RATE = 16, 10, 32, 1e-3
+# The trainer's default (optim.weight_decay); the same optimizer work in every loop.
+WEIGHT_DECAY = 0.0
+# The trainer writes a checkpoint (with fsync) once per run: in memory rather than on a disk.
+SCRATCH = "/dev/shm" if Path("/dev/shm").is_dir() else None
+
+
+def time_batches(loader: torch.utils.data.DataLoader[Any]) -> list[float]:
+    """From now on, record when each batch leaves `loader` (collate runs once per batch)."""
+    stamps: list[float] = []
+    collate = loader.collate_fn
+
+    def timed_collate(samples: list[Any]) -> Any:
+        stamps.append(time.perf_counter())
+        return collate(samples)
+
+    loader.collate_fn = timed_collate
+    return stamps
 
 
 def project_modules(package: str) -> dict[str, ModuleType]:
-    names = ("config", "data.synthetic", "models", "train")
+    names = ("config", "data.synthetic", "models", "reproducibility", "train")
     return {name: importlib.import_module(f"{package}.{name}") for name in names}
 
 
@@ -32,48 +52,69 @@ def dataset(package: str, samples: int) -> torch.utils.data.TensorDataset:
     return train
 
 
+def loader(package: str, steps: int, batch_size: int) -> torch.utils.data.DataLoader[Any]:
+    return torch.utils.data.DataLoader(
+        dataset(package, steps * batch_size), batch_size=batch_size, shuffle=True,
+        generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+
+
 def model(package: str) -> nn.Module:
-    models = project_modules(package)["models"]
-    return models.SmallCNN(1, NUM_CLASSES, WIDTH)
+    # The trainer sets these process-wide flags; every loop runs under the same ones.
+    project_modules(package)["reproducibility"].configure_determinism(True)
+    return project_modules(package)["models"].SmallCNN(1, NUM_CLASSES, WIDTH)
 
 
-def hand_loop(package: str, steps: int, batch_size: int) -> float:
+def hand_loop(package: str, steps: int, batch_size: int) -> list[float]:
     """The loop one would write by hand: no logging, no checks, no host sync."""
-    data = dataset(package, steps * batch_size)
     network = model(package)
-    optimizer = torch.optim.AdamW(network.parameters(), lr=LEARNING_RATE)
-    loader = torch.utils.data.DataLoader(
-        data, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(0)
-    )
-    started = time.perf_counter()
-    for images, labels in loader:
+    optimizer = torch.optim.AdamW(network.parameters(), lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
+    batches = loader(package, steps, batch_size)
+    stamps = time_batches(batches)
+    for images, labels in batches:
         loss = nn.functional.cross_entropy(network(images), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    return time.perf_counter() - started
+    return stamps
 
 
-def template_trainer(package: str, steps: int, batch_size: int) -> float:
+def template_trainer(package: str, steps: int, batch_size: int) -> list[float]:
     """The baked project's `train.run`, configured as a user would, minus tracking backends."""
     modules = project_modules(package)
-    with tempfile.TemporaryDirectory() as output_dir:
+    train_module: Any = modules["train"]  # its make_loader is swapped for the run
+    make_loader = train_module.make_loader
+
+    def timed_make_loader(*args: Any, shuffle: bool, **kwargs: Any) -> Any:
+        made, sampler = make_loader(*args, shuffle=shuffle, **kwargs)
+        if shuffle:  # the training loader, not validation's
+            timed.append(time_batches(made))
+        return made, sampler
+
+    timed: list[list[float]] = []
+    with tempfile.TemporaryDirectory(dir=SCRATCH) as output_dir:
         config = modules["config"].load_config(
             None,
             [
                 f"output_dir={output_dir}", "train.epochs=1", f"train.batch_size={batch_size}",
                 f"data.num_train={steps * batch_size}", f"data.num_val={batch_size}",
                 f"model.width={WIDTH}", f"optim.lr={LEARNING_RATE}", "tracking.backend=none",
-                "data.name=synthetic",
+                "data.name=synthetic", f"optim.weight_decay={WEIGHT_DECAY}", "train.device=cpu",
+                "train.deterministic=true", "train.require_loss_decrease=false",
             ],
         )  # fmt: skip
-        started = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()):
-            modules["train"].run(config)
-        return time.perf_counter() - started
+        # The trainer builds its own loader; time that one's batches as the other loops do.
+        train_module.make_loader = timed_make_loader
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                train_module.run(config)
+        finally:
+            train_module.make_loader = make_loader
+    (stamps,) = timed
+    return stamps
 
 
-def lightning_loop(package: str, steps: int, batch_size: int) -> float:
+def lightning_loop(package: str, steps: int, batch_size: int) -> list[float]:
     """Lightning's Trainer on the same model and data, with its extras switched off."""
     import logging
     import warnings
@@ -95,19 +136,21 @@ def lightning_loop(package: str, steps: int, batch_size: int) -> float:
             return nn.functional.cross_entropy(self.network(images), labels)
 
         def configure_optimizers(self) -> torch.optim.Optimizer:
-            return torch.optim.AdamW(self.parameters(), lr=LEARNING_RATE)
+            return torch.optim.AdamW(self.parameters(), lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
 
-    loader = torch.utils.data.DataLoader(
-        dataset(package, steps * batch_size), batch_size=batch_size, shuffle=True,
-        generator=torch.Generator().manual_seed(0),
-    )  # fmt: skip
+    batches = loader(package, steps, batch_size)
+    stamps = time_batches(batches)
     trainer = lightning.Trainer(
         max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
     )  # fmt: skip
-    started = time.perf_counter()
-    trainer.fit(Module(), loader)
-    return time.perf_counter() - started
+    trainer.fit(Module(), batches)
+    return stamps
 
 
-LOOPS = {"hand loop": hand_loop, "template trainer": template_trainer, "Lightning": lightning_loop}
+Loop = Callable[[str, int, int], list[float]]
+LOOPS: dict[str, Loop] = {
+    "hand loop": hand_loop,
+    "template trainer": template_trainer,
+    "Lightning": lightning_loop,
+}
