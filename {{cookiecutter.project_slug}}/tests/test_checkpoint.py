@@ -96,14 +96,19 @@ def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path: Path) -> 
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left behind
 
 
-def test_a_nan_step_between_syncs_is_named_at_the_next_sync() -> None:
+def small_cpu_tools() -> StepTools:
+    """A tiny CNN with AdamW on the CPU, full precision, one process, no clipping."""
     model = SmallCNN(in_channels=1, num_classes=10, width=4)
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
-    tools = StepTools(
+    return StepTools(
         model, optimizer, build_scheduler(optimizer, "constant", 10),
         torch.amp.GradScaler("cpu", enabled=False), torch.device("cpu"), None, 0.0,
         DistributedContext(),
     )  # fmt: skip
+
+
+def test_a_nan_step_between_syncs_is_named_at_the_next_sync() -> None:
+    tools = small_cpu_tools()
     labels = torch.zeros(4, dtype=torch.long)
     good, bad = (torch.randn(4, 1, 16, 16), labels), (torch.full((4, 1, 16, 16), math.nan), labels)
     outputs = [train_step(tools, good, measure_norm=False), train_step(tools, bad, False)]
@@ -118,13 +123,7 @@ def test_a_nan_step_between_syncs_is_named_at_the_next_sync() -> None:
 
 
 def test_syncing_needs_the_gradient_norm_of_the_last_step() -> None:
-    model = SmallCNN(in_channels=1, num_classes=10, width=4)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
-    tools = StepTools(
-        model, optimizer, build_scheduler(optimizer, "constant", 10),
-        torch.amp.GradScaler("cpu", enabled=False), torch.device("cpu"), None, 0.0,
-        DistributedContext(),
-    )  # fmt: skip
+    tools = small_cpu_tools()
     batch = (torch.randn(4, 1, 16, 16), torch.zeros(4, dtype=torch.long))
     output = train_step(tools, batch, measure_norm=False)
     assert output.grad_norm is None
