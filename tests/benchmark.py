@@ -143,7 +143,7 @@ def loops_table(loops: dict[str, Any]) -> list[str]:
     names = list(loops["seconds"])
     lines = [
         "| batch | " + " | ".join(f"{n} (ms/step)" for n in names) + " | "
-        + " | ".join(f"{n} vs hand loop" for n in names if n != BASELINE) + " |",
+        + " | ".join(f"{n} vs {BASELINE}" for n in names if n != BASELINE) + " |",
         "| --- " * (2 * len(names)) + "|",
     ]  # fmt: skip
     for batch in loops["seconds"][BASELINE]:
@@ -176,11 +176,9 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_results(results: dict[str, Any], text: str, output_dir: Path, stem: str) -> None:
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    (output_dir / f"{stem}.md").write_text(text, encoding="utf-8")
-    print(text)
+def write_json(data: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 def environment() -> dict[str, Any]:
@@ -213,11 +211,13 @@ def main(project: Path, output_dir: Path) -> None:
         results["smoke_cli"] = wall([sys.executable, *smoke], project, runs=5)
     results["loops"] = measure_loops(package, BATCH_SIZES, ROUNDS)
     partial = output_dir / "results-partial.json"  # the loops survive a failing bake -> green
-    output_dir.mkdir(parents=True, exist_ok=True)
-    partial.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    write_json(results, partial)
     results["bake_to_green"] = bake_to_green(runs=3)
     partial.unlink()
-    write_results(results, markdown(results), output_dir, "results")
+    write_json(results, output_dir / "results.json")
+    text = markdown(results)
+    (output_dir / "results.md").write_text(text, encoding="utf-8")
+    print(text)
     title = f"SmallCNN training throughput, {platform.machine()} CPU x{os.cpu_count()}"
     write_plot(results["loops"], title, output_dir / "throughput.png")
 
