@@ -20,7 +20,7 @@ from tests.git_identity import GIT_IDENTITY
 NOT_TEMPLATE = shutil.ignore_patterns(
     ".git", ".nox", ".venv", "demo", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"
 )
-METRICS = "{{cookiecutter.project_slug}}/src/{{cookiecutter.package_name}}/metrics.py"
+RUN_LOG = "{{cookiecutter.project_slug}}/src/{{cookiecutter.package_name}}/run_log.py"
 CNN = "{{cookiecutter.project_slug}}/src/{{cookiecutter.package_name}}/models/cnn.py"
 README = "{{cookiecutter.project_slug}}/README.md"
 
@@ -76,7 +76,7 @@ def project(template: Path, tmp_path: Path) -> Path:
 
 
 def test_update_brings_template_changes_and_keeps_user_edits(template: Path, project: Path) -> None:
-    edit(template / METRICS, '"""metrics.jsonl:', '"""metrics.jsonl (template v2):')
+    edit(template / RUN_LOG, '"""Everything', '"""(template v2) Everything')
     edit(template / README, "## Test\n", "## Test (template v2)\n")
     edit(template / CNN, "POOLED_SIZE = 4", "POOLED_SIZE = 8")  # a path the project skips
     commit(template, "template v2")
@@ -85,7 +85,7 @@ def test_update_brings_template_changes_and_keeps_user_edits(template: Path, pro
     run(tool("cruft"), "update", "--skip-apply-ask", cwd=project)
 
     package = project / "src" / "my_torch_project"
-    assert "(template v2)" in (package / "metrics.py").read_text(encoding="utf-8")
+    assert "(template v2)" in (package / "run_log.py").read_text(encoding="utf-8")
     readme = (project / "README.md").read_text(encoding="utf-8")
     assert "## Test (template v2)" in readme  # the template's change arrived
     assert "Our team trains on the big box." in readme  # beside the user's edit

@@ -17,16 +17,11 @@ from {{ cookiecutter.package_name }}.checkpoint import load_checkpoint, save_che
 from {{ cookiecutter.package_name }}.config import load_config
 from {{ cookiecutter.package_name }}.distributed import DistributedContext
 from {{ cookiecutter.package_name }}.guards import TrainingFailedError, check_finite_weights
-from {{ cookiecutter.package_name }}.metrics import read_metrics
 from {{ cookiecutter.package_name }}.models import SmallCNN
 from {{ cookiecutter.package_name }}.preemption import PreemptedError, StopRequest
-from {{ cookiecutter.package_name }}.steps import (
-    StepTools,
-    build_scheduler,
-    sync_steps,
-    train_step,
-)
+from {{ cookiecutter.package_name }}.run_log import read_metrics
 from {{ cookiecutter.package_name }}.train import run
+from {{ cookiecutter.package_name }}.trainer import Trainer, build_scheduler
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,10 +34,10 @@ def test_checkpoint_holds_everything_a_resume_needs(smoke_config: Path, tmp_path
     run(load_config(smoke_config, [f"output_dir={tmp_path}", "train.epochs=2"]))
     state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert set(state) == {
-        "model", "optimizer", "scheduler", "scaler", "rng", "progress", "config", "manifest"
+        "model", "optimizer", "scheduler", "scaler", "rng", "train_state", "config", "manifest"
     }  # fmt: skip
     assert set(state["rng"]) >= {"python", "numpy", "torch"}
-    assert state["progress"]["epoch"] == 2
+    assert state["train_state"]["epoch"] == 2
     assert (tmp_path / "checkpoints" / "best.pt").is_file()
     assert (tmp_path / "run.json").is_file()
 
@@ -78,7 +73,7 @@ def test_sigterm_mid_epoch_saves_and_resume_completes_exactly(
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 128 + signal.SIGTERM, stderr
     assert "resume=auto" in stderr
-    stopped_at = load_checkpoint(interrupted / "checkpoints" / "last.pt")["progress"]["step"]
+    stopped_at = load_checkpoint(interrupted / "checkpoints" / "last.pt")["train_state"]["step"]
 
     run(load_config(smoke_config, [f"output_dir={interrupted}", *overrides, "resume=auto"]))
     run(load_config(smoke_config, [f"output_dir={straight}", *overrides]))
@@ -96,39 +91,54 @@ def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path: Path) -> 
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left behind
 
 
-def small_cpu_tools() -> StepTools:
+def small_cpu_trainer() -> Trainer:
     """A tiny CNN with AdamW on the CPU, full precision, one process, no clipping."""
     model = SmallCNN(in_channels=1, num_classes=10, width=4)
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
-    return StepTools(
-        model, optimizer, build_scheduler(optimizer, "constant", 10),
-        torch.amp.GradScaler("cpu", enabled=False), torch.device("cpu"), None, 0.0,
-        DistributedContext(),
-    )  # fmt: skip
+    return Trainer(
+        model=model,
+        optimizer=optimizer,
+        scheduler=build_scheduler(optimizer, "constant", total_steps=10),
+        scaler=torch.amp.GradScaler("cpu", enabled=False),
+        device=torch.device("cpu"),
+        context=DistributedContext(),
+    )
 
 
 def test_a_nan_step_between_syncs_is_named_at_the_next_sync() -> None:
-    tools = small_cpu_tools()
+    trainer = small_cpu_trainer()
     labels = torch.zeros(4, dtype=torch.long)
     good, bad = (torch.randn(4, 1, 16, 16), labels), (torch.full((4, 1, 16, 16), math.nan), labels)
-    outputs = [train_step(tools, good, measure_norm=False), train_step(tools, bad, False)]
-    outputs.append(train_step(tools, good, measure_norm=True))
-    synced = sync_steps(tools, [o.loss for o in outputs], outputs[-1], stop_requested=False)
-    assert synced.first_non_finite == 1  # the second step, not the one that synced
-    assert math.isfinite(synced.losses[0])
-    assert math.isnan(synced.losses[1])
+    trainer.step([good], measure_norm=False)
+    trainer.step([bad], measure_norm=False)
+    trainer.step([good], measure_norm=True)
+    # Steps 11 to 13 of epoch 2: the second is named, not the one that synced.
+    with pytest.raises(TrainingFailedError, match="non-finite values at epoch 2, step 12"):
+        trainer.sync(epoch=2, last_step=13, stop=False, timed_out=False)
     # The NaN reached the weights; the check before every checkpoint is what keeps them off disk.
     with pytest.raises(TrainingFailedError, match="non-finite weights after epoch 0"):
-        check_finite_weights(tools.parameters, epoch=0)
+        check_finite_weights(trainer.parameters, epoch=0)
+
+
+def test_a_sync_returns_every_step_since_the_last_with_its_rate() -> None:
+    trainer = small_cpu_trainer()
+    batch = (torch.randn(4, 1, 16, 16), torch.zeros(4, dtype=torch.long))
+    for measure_norm in (False, False, True):
+        trainer.step([batch], measure_norm)
+    synced = trainer.sync(epoch=0, last_step=3, stop=True, timed_out=False)
+    assert [record.step for record in synced.steps] == [1, 2, 3]
+    assert [record.lr for record in synced.steps] == [0.1, 0.1, 0.1]
+    assert synced.losses[0] > synced.losses[-1]  # a constant batch is learned
+    assert (synced.stop_requested, synced.timed_out) == (True, False)
+    assert synced.grad_norm > 0
 
 
 def test_syncing_needs_the_gradient_norm_of_the_last_step() -> None:
-    tools = small_cpu_tools()
+    trainer = small_cpu_trainer()
     batch = (torch.randn(4, 1, 16, 16), torch.zeros(4, dtype=torch.long))
-    output = train_step(tools, batch, measure_norm=False)
-    assert output.grad_norm is None
-    with pytest.raises(ValueError, match="measure_norm=True"):
-        sync_steps(tools, [output.loss], output, stop_requested=False)
+    trainer.step([batch], measure_norm=False)
+    with pytest.raises(ValueError, match="measure_norm"):
+        trainer.sync(epoch=0, last_step=1, stop=False, timed_out=False)
 
 
 def test_resume_from_a_missing_path_is_a_config_error(smoke_config: Path, tmp_path: Path) -> None:
@@ -165,7 +175,7 @@ def test_mid_epoch_resume_keeps_schedule_and_clipping_exact(
     with pytest.raises(PreemptedError):
         # Syncs at steps 10, 16 (epoch end), 20: the third stops in the middle of epoch 1.
         run(load_config(smoke_config, [f"output_dir={split}", *overrides]), StopAtSync(3))
-    stopped = load_checkpoint(split / "checkpoints" / "last.pt")["progress"]
+    stopped = load_checkpoint(split / "checkpoints" / "last.pt")["train_state"]
     assert (stopped["epoch"], stopped["batches_done"], stopped["step"]) == (1, 4, 20)
     run(load_config(smoke_config, [f"output_dir={split}", *overrides, "resume=auto"]))
     records = [r for r in read_metrics(straight / "metrics.jsonl") if "lr" in r]

@@ -37,7 +37,7 @@ def test_off_stays_a_word_on_the_command_line_and_in_files(tmp_path: Path) -> No
         ("train.epochs=three", "train.epochs='three' should be of type int"),
         ("train.epochs=true", "should be of type int"),
         ("train.compile=yes", "train.compile='yes' should be of type bool"),
-        ("train.epochs=0", "train.epochs must be at least 1"),
+        ("train.epochs=0", "train.epochs=0 must be at least 1"),
         ("optim.lr=-1", "must be positive"),
         ("model.name=resnet", "choose one of ['cnn', 'mlp']"),
         ("train=3", "train must be a section"),

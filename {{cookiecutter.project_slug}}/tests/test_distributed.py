@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from {{ cookiecutter.package_name }}.config import load_config
-from {{ cookiecutter.package_name }}.metrics import read_metrics
+from {{ cookiecutter.package_name }}.run_log import read_metrics
 from {{ cookiecutter.package_name }}.train import run
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

@@ -7,8 +7,8 @@ import torch
 
 from {{ cookiecutter.package_name }}.config import load_config
 from {{ cookiecutter.package_name }}.guards import TrainingFailedError, check_loss_decreased
-from {{ cookiecutter.package_name }}.metrics import read_metrics
 from {{ cookiecutter.package_name }}.reproducibility import configure_determinism
+from {{ cookiecutter.package_name }}.run_log import read_metrics
 from {{ cookiecutter.package_name }}.train import main, run
 
 

@@ -64,6 +64,7 @@ class OptimConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     scheduler: Literal["constant", "cosine"] = "constant"  # cosine decays to 0 over the run
+    warmup_steps: int = 0  # optimizer steps of linear warm-up to `lr` before the schedule
     grad_clip: float = 0.0  # clip the gradient norm to this; 0 measures it without clipping
 
 
@@ -79,6 +80,18 @@ class TrainConfig:
     # Steps per host sync: every step's loss is still logged, the gradient norm on these steps;
     # NaN/inf and stop signals are acted on here and at each epoch's end.
     log_every: int = 10
+    # Micro-batches of `batch_size` per optimizer step: the effective batch is their product.
+    grad_accum_steps: int = 1
+    max_steps: int = 0  # stop after this many optimizer steps, whatever `epochs` says; 0: off
+    # Steps between evaluations / `last.pt` saves; 0: at each epoch's end only (always done).
+    eval_every: int = 0
+    checkpoint_every: int = 0
+    # Stop when val_loss has not improved by more than `early_stop_min_delta` for this many
+    # evaluations in a row; 0: off.
+    early_stop_patience: int = 0
+    early_stop_min_delta: float = 0.0
+    # Wall-clock budget of this process: save `last.pt` and exit 124 when reached; 0: off.
+    time_limit_minutes: float = 0.0
 
 
 @dataclass
@@ -104,8 +117,22 @@ POSITIVE_INTEGERS = (
     "train.epochs",
     "train.batch_size",
     "train.log_every",
+    "train.grad_accum_steps",
     "model.width",
     "data.image_size",
+)
+# 0 switches these off (see their comments in the dataclasses above).
+NON_NEGATIVE = (
+    "optim.warmup_steps",
+    "optim.grad_clip",
+    "optim.weight_decay",
+    "data.num_workers",
+    "train.max_steps",
+    "train.eval_every",
+    "train.checkpoint_every",
+    "train.early_stop_patience",
+    "train.early_stop_min_delta",
+    "train.time_limit_minutes",
 )
 
 
@@ -191,19 +218,20 @@ def example(expected: Any) -> str:
     return {int: "3", float: "0.001", bool: "true", str: "text"}.get(expected, "...")
 
 
+def dotted_value(config: Config, key: str) -> Any:
+    section, name = key.split(".")
+    return getattr(getattr(config, section), name)
+
+
 def check_values(config: Config) -> None:
     for key in POSITIVE_INTEGERS:
-        section, name = key.split(".")
-        if getattr(getattr(config, section), name) < 1:
-            raise ConfigError(f"{key} must be at least 1")
+        if dotted_value(config, key) < 1:
+            raise ConfigError(f"{key}={dotted_value(config, key)} must be at least 1")
+    for key in NON_NEGATIVE:
+        if dotted_value(config, key) < 0:
+            raise ConfigError(f"{key}={dotted_value(config, key)} must be 0 or more")
     if config.optim.lr <= 0:
         raise ConfigError(f"optim.lr={config.optim.lr} must be positive; e.g. optim.lr=0.001")
-    if config.optim.grad_clip < 0:
-        raise ConfigError("optim.grad_clip must not be negative; 0 turns clipping off")
-    if config.optim.weight_decay < 0:
-        raise ConfigError("optim.weight_decay must not be negative")
-    if config.data.num_workers < 0:
-        raise ConfigError("data.num_workers must not be negative; 0 loads in the main process")
     if config.data.num_classes < 2:
         raise ConfigError("data.num_classes must be at least 2")
 

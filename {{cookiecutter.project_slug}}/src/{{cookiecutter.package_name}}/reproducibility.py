@@ -1,5 +1,8 @@
 """Every switch that makes a run repeatable, in one place.
 
+DataLoader workers need nothing from here: PyTorch seeds each worker's `random`, NumPy and torch
+from the loader's base seed and the worker id (torch/utils/data/_utils/worker.py).
+
 What this promises: the same code, config, seed, device type, world size and library versions give
 bitwise-identical losses run after run. What it cannot promise (PyTorch's reproducibility notes
 say so too): identical results across PyTorch/CUDA/cuDNN versions, between CPU and GPU, or
@@ -45,17 +48,3 @@ def configure_determinism(enabled: bool, compiling: bool = False) -> None:
     torch.backends.cudnn.deterministic = enabled
     # Benchmark mode picks the fastest kernel by timing, which can differ between runs.
     torch.backends.cudnn.benchmark = not enabled
-
-
-def data_generator(seed: int) -> torch.Generator:
-    """A generator for DataLoader shuffling that does not share state with model init."""
-    generator = torch.Generator()
-    generator.manual_seed(seed)
-    return generator
-
-
-def seed_dataloader_worker(worker_id: int) -> None:
-    """DataLoader `worker_init_fn`: give each worker's Python and NumPy RNGs its torch seed."""
-    worker_seed = torch.initial_seed() % 2**32
-    random.seed(worker_seed)
-    np.random.seed(worker_seed)

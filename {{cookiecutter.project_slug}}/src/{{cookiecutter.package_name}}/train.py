@@ -1,37 +1,29 @@
 """Train a classifier: `python -m <package>.train --config configs/smoke.yaml [key=value ...]`.
 
 The same command runs on N processes with `torchrun --nproc_per_node=N -m <package>.train ...`.
-Exit codes: 0 success; 2 a config or usage error (one line says which key and how to fix it);
-1 a failed run (non-finite loss or gradient, a loss that did not go down, missing data); 128 + N
-when stopped by signal N (SIGTERM: 143) after saving a checkpoint that `resume=auto` continues.
+Exit codes: 0 success (also after early stopping or `train.max_steps`); 2 a config or usage error
+(one line says which key and how to fix it); 1 a failed run (non-finite loss or gradient, a loss
+that did not go down, missing data); 124 stopped at `train.time_limit_minutes` and 128 + N
+stopped by signal N (SIGTERM: 143), each after saving a checkpoint that `resume=auto` continues.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import enum
 import itertools
 import math
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
-from .checkpoint import (
-    Progress,
-    capture_rng_states,
-    load_checkpoint,
-    resolve_resume,
-    restore_rng_states,
-    save_checkpoint,
-)
-from .config import Config, ConfigError, load_config, save_config, to_dict
+from .checkpoint import Checkpointer, GlobalRng, TrainState, resolve_resume
+from .config import Config, ConfigError, TrainConfig, load_config, to_dict
 from .data import build_datasets, input_shape_and_classes
 from .data.loaders import make_loader
 from .data.mnist import DatasetMissingError
@@ -43,28 +35,12 @@ from .distributed import (
     stop_distributed,
     synchronize,
 )
-from .guards import (
-    TrainingFailedError,
-    check_finite_weights,
-    check_loss_decreased,
-    non_finite_message,
-)
-from .manifest import describe_environment, now, write_manifest
-from .metrics import MetricsLog, keep_records_up_to
+from .guards import TrainingFailedError, check_loss_decreased
 from .models import build_model
-from .preemption import PreemptedError, StopRequest
-from .progress import ProgressReporter
+from .preemption import PreemptedError, StopRequest, TimeBudget
 from .reproducibility import configure_determinism, seed_everything
-from .steps import (
-    StepTools,
-    SyncResult,
-    autocast_dtype_for,
-    build_scheduler,
-    evaluate,
-    sync_steps,
-    train_step,
-)
-from .tracking import Tracker, open_tracker
+from .run_log import RunLog
+from .trainer import Batch, Synced, build_trainer
 
 
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -94,186 +70,168 @@ def run(config: Config, stop: StopRequest | None = None) -> dict[str, float]:
         stop_distributed()
 
 
-def train(config: Config, context: DistributedContext, stop: StopRequest) -> dict[str, float]:
-    device = resolve_device(config.train.device, context)
-    output_dir, main = Path(config.output_dir), context.is_main
-    checkpoints = output_dir / "checkpoints"
-    resume_from = resolve_resume(config)
-    if main:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, output_dir / "config.yaml")
+@dataclass(frozen=True)
+class Cadence:
+    """Which optimizer steps evaluate, save `last.pt` and sync with the host.
 
+    An epoch's last step and the run's last step do all three; a sync is also due whenever
+    anything else is, since every decision needs the synced losses.
+    """
+
+    log_every: int
+    eval_every: int
+    checkpoint_every: int
+    last_step: int  # train.max_steps, or every step of every epoch
+
+    def evaluates(self, step: int, end_of_epoch: bool) -> bool:
+        return end_of_epoch or step == self.last_step or every(step, self.eval_every)
+
+    def checkpoints(self, step: int, end_of_epoch: bool) -> bool:
+        return end_of_epoch or step == self.last_step or every(step, self.checkpoint_every)
+
+    def syncs(self, step: int, end_of_epoch: bool) -> bool:
+        return (
+            step % self.log_every == 0
+            or self.evaluates(step, end_of_epoch)
+            or self.checkpoints(step, end_of_epoch)
+        )
+
+
+def every(step: int, interval: int) -> bool:
+    return interval > 0 and step % interval == 0
+
+
+class Stop(enum.Enum):
+    SIGNAL = "interrupted"
+    TIME_LIMIT = "time_limit"
+    EARLY = "stopped_early"
+    LAST_STEP = "completed"
+
+
+def train(config: Config, context: DistributedContext, stop: StopRequest) -> dict[str, float]:
+    budget = TimeBudget(config.train.time_limit_minutes)  # from the start of this process's run
+    device = resolve_device(config.train.device, context)
+    resume_from = resolve_resume(config)
     train_set, val_set = build_datasets(config.data, config.seed)
-    input_shape, num_classes = input_shape_and_classes(config.data)
-    model = build_model(config.model, input_shape, num_classes).to(device)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay
-    )
     train_loader, train_sampler = make_loader(train_set, config, context, shuffle=True)
     val_loader, _ = make_loader(val_set, config, context, shuffle=False)
-    scheduler = build_scheduler(
-        optimizer, config.optim.scheduler, config.train.epochs * len(train_loader)
+    steps_per_epoch = math.ceil(len(train_loader) / config.train.grad_accum_steps)
+    all_steps = config.train.epochs * steps_per_epoch
+    cadence = Cadence(
+        log_every=config.train.log_every,
+        eval_every=config.train.eval_every,
+        checkpoint_every=config.train.checkpoint_every,
+        last_step=min(config.train.max_steps, all_steps) if config.train.max_steps else all_steps,
     )
-    autocast_dtype = autocast_dtype_for(config.train.amp, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype is torch.float16)
-
-    progress = Progress()
+    model = build_model(config.model, *input_shape_and_classes(config.data)).to(device)
+    trainer = build_trainer(config, model, device, context, total_steps=cadence.last_step)
+    state = TrainState()
+    log = RunLog(config, context, state, steps_per_epoch)
+    # Everything a resume restores, in one registry that save and load both read.
+    checkpointer = Checkpointer(
+        Path(config.output_dir) / "checkpoints",
+        {
+            "model": model, "optimizer": trainer.optimizer, "scheduler": trainer.scheduler,
+            "scaler": trainer.scaler, "rng": GlobalRng(), "train_state": state,
+        },
+        weights=model,
+        describe=lambda: {"config": to_dict(config), "manifest": log.manifest},
+        before_save=log.flush,  # metrics.jsonl then holds every step the checkpoint has
+        enabled=context.is_main,
+    )  # fmt: skip
     if resume_from is not None:
-        state = load_checkpoint(resume_from)
-        model.load_state_dict(state["model"])
-        for part, name in ((optimizer, "optimizer"), (scheduler, "scheduler"), (scaler, "scaler")):
-            part.load_state_dict(state[name])
-        restore_rng_states(state["rng"])
-        progress = Progress(**state["progress"])
-        if main:
-            keep_records_up_to(output_dir / "metrics.jsonl", progress.step)
+        checkpointer.load(resume_from)
+    started, validation, stopping = time.perf_counter(), {}, None
+    with log:  # on an exception, run.json says failed, interrupted or time_limit
+        log.start(resume_from)
+        if trainer.autocast_dtype is None and config.train.amp != "off":
+            log.message(f"train.amp={config.train.amp} ignored: mixed precision needs CUDA")
+        for epoch, batches in batches_per_step(train_loader, train_sampler, state, config.train):
+            state.advance(len(batches))
+            end_of_epoch = state.batches_done == len(train_loader)
+            sync = cadence.syncs(state.step, end_of_epoch)
+            trainer.step(batches, measure_norm=sync)
+            if not sync:
+                continue  # no host sync this step: the device runs on
+            synced = trainer.sync(epoch, state.step, stop=stop.requested, timed_out=budget.spent())
+            state.current_epoch_losses.extend(synced.losses)
+            log.steps(synced)
+            best = False
+            if cadence.evaluates(state.step, end_of_epoch):
+                validation = trainer.evaluate(val_loader)
+                best = state.record_evaluation(validation["val_loss"], config.train)
+                log.evaluation(validation)
+            if end_of_epoch:
+                state.close_epoch()
+            stopping = why_stop(synced, state, config.train, cadence.last_step)
+            save_last = cadence.checkpoints(state.step, end_of_epoch) or stopping is not None
+            if save_last or best:
+                checkpointer.save(last=save_last, best=best, epoch=epoch)
+            if stopping is not None:
+                break
+        raise_if_stopped_from_outside(stopping, stop, config)
+        check_loss_decreased(config, state.epoch_means())
 
-    wrapped: nn.Module = model
-    if context.is_distributed:
-        wrapped = DistributedDataParallel(
-            model, device_ids=[device] if device.type == "cuda" else None
+        elapsed, means = time.perf_counter() - started, state.epoch_means()
+        final = {"train_loss": means[-1], **validation, "seconds": elapsed}
+        status = (stopping or Stop.LAST_STEP).value
+        reason = early_stop_reason(config.train, state) if stopping is Stop.EARLY else None
+        log.finish(status, final_metrics=final, stop_reason=reason)
+        log.message(
+            f"done: {state.step} steps in {elapsed:.1f}s on {context.world_size} x {device.type}, "
+            f"train_loss {means[0]:.4f} -> {means[-1]:.4f}, val_accuracy "
+            f"{validation.get('val_accuracy', math.nan):.3f}; {status}; "
+            f"outputs in {config.output_dir}"
         )
-    if config.train.compile:
-        wrapped = torch.compile(wrapped)  # type: ignore[assignment]
-    tools = StepTools(
-        wrapped,
-        optimizer,
-        scheduler,
-        scaler,
-        device,
-        autocast_dtype,
-        config.optim.grad_clip,
-        context,
-        step_scheduler=config.optim.scheduler != "constant",
-    )
-    manifest: dict[str, Any] = {
-        "status": "running", "started": now(), "seed": config.seed,
-        "world_size": context.world_size, "resumed_from": str(resume_from) if resume_from else None,
-        **describe_environment(),
-    }  # fmt: skip
-
-    def checkpoint_state() -> dict[str, Any]:
-        return {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-            "rng": capture_rng_states(), "progress": dataclasses.asdict(progress),
-            "config": to_dict(config), "manifest": manifest,
-        }  # fmt: skip
-
-    def finish(status: str, **details: Any) -> None:
-        if main:
-            manifest.update(status=status, **details)
-            if status != "running":
-                manifest["ended"] = now()
-            write_manifest(output_dir / "run.json", manifest)
-
-    finish("running")
-    epoch_steps = len(train_loader)
-    reporter = ProgressReporter(config.train.epochs, epoch_steps, enabled=main)
-    if resume_from is not None:
-        reporter.message(
-            f"resumed from {resume_from} at epoch {progress.epoch}, step {progress.step}"
-        )
-    if autocast_dtype is None and config.train.amp != "off":
-        reporter.message(f"train.amp={config.train.amp} ignored: mixed precision needs CUDA")
-    tracker = open_tracker(config, output_dir, enabled=main)
-    started = time.perf_counter()
-    validation: dict[str, float] = {}
-    try:
-        with MetricsLog(output_dir / "metrics.jsonl", enabled=main) as metrics:
-            for epoch in range(progress.epoch, config.train.epochs):
-                train_sampler.set_epoch(epoch)
-                reporter.start_epoch()
-                pending: list[torch.Tensor] = []  # losses of steps since the last host sync
-                rates: list[float] = []
-                # After a mid-epoch stop, skip the batches that were already trained on.
-                for batch in itertools.islice(train_loader, progress.batches_done, None):
-                    rates.append(float(scheduler.get_last_lr()[0]))  # the rate this step uses
-                    sync = (  # every train.log_every steps, and at each epoch's end
-                        (progress.step + len(pending) + 1) % config.train.log_every == 0
-                        or progress.batches_done + len(pending) + 1 == epoch_steps
-                    )
-                    output = train_step(tools, batch, measure_norm=sync)
-                    pending.append(output.loss)
-                    if not sync:
-                        continue  # no host sync this step: the device runs on
-                    synced = sync_steps(tools, pending, output, stop.requested)
-                    if synced.first_non_finite is not None:
-                        raise TrainingFailedError(
-                            non_finite_message(epoch, progress.step + synced.first_non_finite + 1)
-                        )
-                    record_steps(synced, rates, progress.step, epoch, metrics, tracker)
-                    progress.step += len(pending)
-                    progress.batches_done += len(pending)
-                    progress.current_epoch_losses.extend(synced.losses)
-                    samples = config.train.batch_size * len(pending)
-                    reporter.step(epoch, progress.batches_done, synced.losses[-1], samples)
-                    pending, rates = [], []
-                    if synced.stop_requested:
-                        metrics.flush()
-                        check_finite_weights(tools.parameters, epoch)
-                        if main:
-                            save_checkpoint(checkpoint_state(), checkpoints / "last.pt")
-                        # A rank that only heard of the stop from another rank has no signal.
-                        signal_number = stop.signal_number or signal.SIGTERM
-                        raise PreemptedError(signal_number, str(checkpoints / "last.pt"))
-
-                check_finite_weights(tools.parameters, epoch)
-                epoch_mean = sum(progress.current_epoch_losses) / len(progress.current_epoch_losses)
-                progress.epoch_mean_losses.append(epoch_mean)
-                progress.epoch += 1
-                progress.batches_done, progress.current_epoch_losses = 0, []
-                validation = evaluate(tools, val_loader)
-                metrics.write(step=progress.step, epoch=epoch, train_loss=epoch_mean, **validation)
-                tracker.log({"train_loss": epoch_mean, **validation}, progress.step)
-                reporter.end_epoch(
-                    f"epoch {epoch + 1}/{config.train.epochs}  train_loss {epoch_mean:.4f}  "
-                    f"val_loss {validation['val_loss']:.4f}  "
-                    f"val_accuracy {validation['val_accuracy']:.3f}"
-                )
-                is_best = validation["val_loss"] < progress.best_val_loss
-                progress.best_val_loss = min(progress.best_val_loss, validation["val_loss"])
-                metrics.flush()
-                if main:
-                    state = checkpoint_state()  # built once: copying weights and RNG costs time
-                    save_checkpoint(state, checkpoints / "last.pt")
-                    if is_best:
-                        save_checkpoint(state, checkpoints / "best.pt")
-        check_loss_decreased(config, progress.epoch_mean_losses)
-    except PreemptedError:
-        finish("interrupted", step=progress.step)
-        raise
-    except TrainingFailedError as error:
-        finish("failed", step=progress.step, error=str(error))
-        raise
-    finally:
-        tracker.close()
-
-    elapsed = time.perf_counter() - started
-    final = {"train_loss": progress.epoch_mean_losses[-1], **validation, "seconds": elapsed}
-    finish("completed", final_metrics=final)
-    reporter.message(
-        f"done: {progress.step} steps in {elapsed:.1f}s on {context.world_size} x {device.type}, "
-        f"train_loss {progress.epoch_mean_losses[0]:.4f} -> {progress.epoch_mean_losses[-1]:.4f}, "
-        f"val_accuracy {validation.get('val_accuracy', math.nan):.3f}; outputs in {output_dir}"
-    )
     return final
 
 
-def record_steps(
-    synced: SyncResult,
-    rates: list[float],
-    steps_before: int,
-    epoch: int,
-    metrics: MetricsLog,
-    tracker: Tracker,
-) -> None:
-    """Synced steps to metrics.jsonl (the gradient norm with the last); the last to the tracker."""
-    for offset, (loss, rate) in enumerate(zip(synced.losses, rates, strict=True), start=1):
-        norm = {"grad_norm": synced.grad_norm} if offset == len(rates) else {}
-        metrics.write(step=steps_before + offset, epoch=epoch, lr=rate, loss=loss, **norm)
-    latest = {"loss": synced.losses[-1], "grad_norm": synced.grad_norm, "lr": rates[-1]}
-    tracker.log(latest, steps_before + len(rates))
+def batches_per_step(
+    loader: torch.utils.data.DataLoader[Batch],
+    sampler: torch.utils.data.DistributedSampler[Batch],
+    state: TrainState,
+    train_config: TrainConfig,
+) -> Iterator[tuple[int, list[Batch]]]:
+    """(epoch, the loader batches of one optimizer step), from where `state` stands."""
+    for epoch in range(state.epoch, train_config.epochs):
+        sampler.set_epoch(epoch)  # each epoch's order depends on (seed, epoch) only
+        # After a mid-epoch stop, skip the batches that were already trained on.
+        remaining = itertools.islice(loader, state.batches_done, None)
+        while batches := list(itertools.islice(remaining, train_config.grad_accum_steps)):
+            if 0 < train_config.max_steps <= state.step:
+                return  # resumed from a run that had already reached train.max_steps
+            yield epoch, batches
+
+
+def why_stop(
+    synced: Synced, state: TrainState, train_config: TrainConfig, last_step: int
+) -> Stop | None:
+    if synced.stop_requested:
+        return Stop.SIGNAL
+    if synced.timed_out:
+        return Stop.TIME_LIMIT
+    patience = train_config.early_stop_patience
+    if patience and state.evaluations_without_improvement >= patience:
+        return Stop.EARLY
+    return Stop.LAST_STEP if state.step >= last_step else None
+
+
+def raise_if_stopped_from_outside(stopping: Stop | None, stop: StopRequest, config: Config) -> None:
+    """A signal or the time limit ends the run with an error that sets the exit code."""
+    checkpoint = str(Path(config.output_dir) / "checkpoints" / "last.pt")  # saved just before
+    if stopping is Stop.SIGNAL:
+        # A rank that only heard of the stop from another rank has no signal number of its own.
+        raise PreemptedError.by_signal(stop.signal_number or signal.SIGTERM, checkpoint)
+    if stopping is Stop.TIME_LIMIT:
+        raise PreemptedError.at_time_limit(config.train.time_limit_minutes, checkpoint)
+
+
+def early_stop_reason(train_config: TrainConfig, state: TrainState) -> str:
+    return (
+        f"val_loss did not improve by more than train.early_stop_min_delta="
+        f"{train_config.early_stop_min_delta:g} for train.early_stop_patience="
+        f"{train_config.early_stop_patience} evaluations; best {state.best_val_loss:.4f}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -289,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"training failed: {error}", file=sys.stderr)
         return 1
     except PreemptedError as error:
-        print(f"interrupted: {error}", file=sys.stderr)
+        print(error, file=sys.stderr)  # "stopped by SIGTERM; checkpoint saved to ...; continue ..."
         return error.exit_code
     finally:
         stop.uninstall()

@@ -8,7 +8,6 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ..config import Config, ConfigError
 from ..distributed import DistributedContext
-from ..reproducibility import seed_dataloader_worker
 
 Batch = tuple[torch.Tensor, ...]
 
@@ -40,7 +39,6 @@ def make_loader(
         batch_size=per_rank_batch_size(config, context),
         sampler=sampler,
         num_workers=config.data.num_workers,
-        worker_init_fn=seed_dataloader_worker,
         persistent_workers=config.data.num_workers > 0,
         pin_memory=torch.cuda.is_available(),
     )
