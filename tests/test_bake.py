@@ -77,6 +77,7 @@ DEFAULT_FILES = {
     "tests/test_tag_run.py",
     "tests/test_tracking.py",
     "tests/test_train.py",
+    "tests/test_training_knobs.py",
 }
 
 

@@ -9,76 +9,101 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
 
 from {{ cookiecutter.package_name }}.checkpoint import load_checkpoint, save_checkpoint
-from {{ cookiecutter.package_name }}.config import load_config
-from {{ cookiecutter.package_name }}.distributed import DistributedContext
 from {{ cookiecutter.package_name }}.guards import TrainingFailedError, check_finite_weights
-from {{ cookiecutter.package_name }}.models import SmallCNN
-from {{ cookiecutter.package_name }}.preemption import PreemptedError, StopRequest
-from {{ cookiecutter.package_name }}.run_log import read_metrics
-from {{ cookiecutter.package_name }}.train import run
-from {{ cookiecutter.package_name }}.trainer import Trainer, build_scheduler
+from {{ cookiecutter.package_name }}.preemption import PreemptedError
+from {{ cookiecutter.package_name }}.run_log import read_metrics, step_losses
+from {{ cookiecutter.package_name }}.train import main
+from {{ cookiecutter.package_name }}.trainer import Trainer
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-
-def step_losses(output_dir: Path) -> list[float]:
-    return [r["loss"] for r in read_metrics(output_dir / "metrics.jsonl") if "loss" in r]
+if TYPE_CHECKING:
+    from conftest import StopAtSync, TrainSmoke
 
 
-def test_checkpoint_holds_everything_a_resume_needs(smoke_config: Path, tmp_path: Path) -> None:
-    run(load_config(smoke_config, [f"output_dir={tmp_path}", "train.epochs=2"]))
-    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+def test_checkpoint_holds_everything_a_resume_needs(train_smoke: TrainSmoke) -> None:
+    output_dir = train_smoke("run", "train.epochs=2")
+    state = load_checkpoint(output_dir / "checkpoints" / "last.pt")
     assert set(state) == {
         "model", "optimizer", "scheduler", "scaler", "rng", "train_state", "config", "manifest"
     }  # fmt: skip
     assert set(state["rng"]) >= {"python", "numpy", "torch"}
     assert state["train_state"]["epoch"] == 2
-    assert (tmp_path / "checkpoints" / "best.pt").is_file()
-    assert (tmp_path / "run.json").is_file()
+    assert (output_dir / "checkpoints" / "best.pt").is_file()
+    assert (output_dir / "run.json").is_file()
 
 
-def test_resume_at_an_epoch_boundary_matches_an_uninterrupted_run(
-    smoke_config: Path, tmp_path: Path
-) -> None:
-    straight, split = tmp_path / "straight", tmp_path / "split"
-    run(load_config(smoke_config, [f"output_dir={straight}", "train.epochs=4"]))
-    run(load_config(smoke_config, [f"output_dir={split}", "train.epochs=2"]))
-    run(load_config(smoke_config, [f"output_dir={split}", "train.epochs=4", "resume=auto"]))
+def test_resume_at_an_epoch_boundary_matches_an_uninterrupted_run(train_smoke: TrainSmoke) -> None:
+    straight = train_smoke("straight", "train.epochs=4")
+    train_smoke("split", "train.epochs=2")
+    split = train_smoke("split", "train.epochs=4", "resume=auto")
     assert step_losses(split) == step_losses(straight)  # bitwise, not approximately
+
+
+def start_training(
+    project_root: Path, smoke_config: Path, *overrides: str
+) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "{{ cookiecutter.package_name }}.train", "--config"]
+    return subprocess.Popen(
+        [*command, str(smoke_config), *overrides],
+        cwd=project_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def wait_for_steps(process: subprocess.Popen[str], metrics: Path, steps: int) -> None:
+    deadline = time.monotonic() + 60
+    while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= steps):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "training never started"
+        time.sleep(0.05)
 
 
 @pytest.mark.slow
 def test_sigterm_mid_epoch_saves_and_resume_completes_exactly(
-    smoke_config: Path, tmp_path: Path
+    project_root: Path, smoke_config: Path, tmp_path: Path, train_smoke: TrainSmoke
 ) -> None:
-    interrupted, straight = tmp_path / "interrupted", tmp_path / "straight"
+    interrupted = tmp_path / "interrupted"
     overrides = ["train.epochs=30"]  # long enough to still be training when the signal lands
-    command = [sys.executable, "-m", "{{ cookiecutter.package_name }}.train", "--config"]
-    process = subprocess.Popen(
-        [*command, str(smoke_config), f"output_dir={interrupted}", *overrides],
-        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    metrics = interrupted / "metrics.jsonl"
-    deadline = time.monotonic() + 60
-    while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 20):
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "training never started"
-        time.sleep(0.05)
+    process = start_training(project_root, smoke_config, f"output_dir={interrupted}", *overrides)
+    wait_for_steps(process, interrupted / "metrics.jsonl", 20)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 128 + signal.SIGTERM, stderr
     assert "resume=auto" in stderr
     stopped_at = load_checkpoint(interrupted / "checkpoints" / "last.pt")["train_state"]["step"]
+    assert json.loads((interrupted / "run.json").read_text())["status"] == "interrupted"
 
-    run(load_config(smoke_config, [f"output_dir={interrupted}", *overrides, "resume=auto"]))
-    run(load_config(smoke_config, [f"output_dir={straight}", *overrides]))
+    train_smoke("interrupted", *overrides, "resume=auto")
+    straight = train_smoke("straight", *overrides)
     assert 0 < stopped_at < len(step_losses(straight))
     assert step_losses(interrupted) == step_losses(straight)
+
+
+@pytest.mark.slow
+def test_a_kill_after_a_mid_epoch_checkpoint_resumes_exactly(
+    project_root: Path, smoke_config: Path, tmp_path: Path, train_smoke: TrainSmoke
+) -> None:
+    """SIGKILL saves nothing: the run continues from the last `train.checkpoint_every` save."""
+    killed = tmp_path / "killed"
+    # A checkpoint every 5 steps and 16 steps an epoch: most saves fall mid-epoch.
+    overrides = ["train.epochs=10", "train.checkpoint_every=5"]
+    process = start_training(project_root, smoke_config, f"output_dir={killed}", *overrides)
+    wait_for_steps(process, killed / "metrics.jsonl", 40)
+    process.kill()
+    process.communicate(timeout=60)
+    saved = load_checkpoint(killed / "checkpoints" / "last.pt")["train_state"]
+    logged = max(record["step"] for record in read_metrics(killed / "metrics.jsonl"))
+
+    train_smoke("killed", *overrides, "resume=auto")
+    straight = train_smoke("straight", *overrides)
+    assert saved["step"] % 5 == 0
+    assert saved["batches_done"] > 0  # a mid-epoch checkpoint
+    assert saved["step"] <= logged  # steps after the save were logged, then redone on resume
+    assert step_losses(killed) == step_losses(straight)
 
 
 def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path: Path) -> None:
@@ -91,93 +116,56 @@ def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path: Path) -> 
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left behind
 
 
-def small_cpu_trainer() -> Trainer:
-    """A tiny CNN with AdamW on the CPU, full precision, one process, no clipping."""
-    model = SmallCNN(in_channels=1, num_classes=10, width=4)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
-    return Trainer(
-        model=model,
-        optimizer=optimizer,
-        scheduler=build_scheduler(optimizer, "constant", total_steps=10),
-        scaler=torch.amp.GradScaler("cpu", enabled=False),
-        device=torch.device("cpu"),
-        context=DistributedContext(),
-    )
-
-
-def test_a_nan_step_between_syncs_is_named_at_the_next_sync() -> None:
-    trainer = small_cpu_trainer()
+def test_a_nan_step_between_syncs_is_named_at_the_next_sync(small_trainer: Trainer) -> None:
     labels = torch.zeros(4, dtype=torch.long)
     good, bad = (torch.randn(4, 1, 16, 16), labels), (torch.full((4, 1, 16, 16), math.nan), labels)
-    trainer.step([good], measure_norm=False)
-    trainer.step([bad], measure_norm=False)
-    trainer.step([good], measure_norm=True)
+    small_trainer.step([good], measure_norm=False)
+    small_trainer.step([bad], measure_norm=False)
+    small_trainer.step([good], measure_norm=True)
     # Steps 11 to 13 of epoch 2: the second is named, not the one that synced.
     with pytest.raises(TrainingFailedError, match="non-finite values at epoch 2, step 12"):
-        trainer.sync(epoch=2, last_step=13, stop=False, timed_out=False)
+        small_trainer.sync(epoch=2, last_step=13, stop=False, timed_out=False)
     # The NaN reached the weights; the check before every checkpoint is what keeps them off disk.
     with pytest.raises(TrainingFailedError, match="non-finite weights after epoch 0"):
-        check_finite_weights(trainer.parameters, epoch=0)
+        check_finite_weights(small_trainer.parameters, epoch=0)
 
 
-def test_a_sync_returns_every_step_since_the_last_with_its_rate() -> None:
-    trainer = small_cpu_trainer()
-    batch = (torch.randn(4, 1, 16, 16), torch.zeros(4, dtype=torch.long))
+def test_a_sync_returns_every_step_since_the_last_with_its_rate(small_trainer: Trainer) -> None:
+    batch = (torch.randn(16, 1, 16, 16), torch.randint(0, 10, (16,)))
     for measure_norm in (False, False, True):
-        trainer.step([batch], measure_norm)
-    synced = trainer.sync(epoch=0, last_step=3, stop=True, timed_out=False)
+        small_trainer.step([batch], measure_norm)
+    synced = small_trainer.sync(epoch=0, last_step=3, stop=True, timed_out=False)
     assert [record.step for record in synced.steps] == [1, 2, 3]
     assert [record.lr for record in synced.steps] == [0.1, 0.1, 0.1]
-    assert synced.losses[0] > synced.losses[-1]  # a constant batch is learned
+    assert all(math.isfinite(loss) for loss in synced.losses)
     assert (synced.stop_requested, synced.timed_out) == (True, False)
     assert synced.grad_norm > 0
 
 
-def test_syncing_needs_the_gradient_norm_of_the_last_step() -> None:
-    trainer = small_cpu_trainer()
+def test_syncing_needs_the_gradient_norm_of_the_last_step(small_trainer: Trainer) -> None:
     batch = (torch.randn(4, 1, 16, 16), torch.zeros(4, dtype=torch.long))
-    trainer.step([batch], measure_norm=False)
+    small_trainer.step([batch], measure_norm=False)
     with pytest.raises(ValueError, match="measure_norm"):
-        trainer.sync(epoch=0, last_step=1, stop=False, timed_out=False)
+        small_trainer.sync(epoch=0, last_step=1, stop=False, timed_out=False)
 
 
 def test_resume_from_a_missing_path_is_a_config_error(smoke_config: Path, tmp_path: Path) -> None:
-    from {{ cookiecutter.package_name }}.train import main
-
     code = main(["--config", str(smoke_config), f"output_dir={tmp_path}", "resume=/no/such.pt"])
     assert code == 2
 
 
-class StopAtSync(StopRequest):
-    """Acts as if SIGTERM arrived just before the n-th host sync (the real signal has its own test).
-
-    The loop reads `requested` once per sync: every `train.log_every` steps and at each epoch end.
-    """
-
-    def __init__(self, sync: int) -> None:
-        super().__init__()
-        self.remaining = sync
-
-    @property
-    def requested(self) -> bool:
-        self.remaining -= 1
-        if self.remaining == 0:
-            self.signal_number = signal.SIGTERM
-        return self.signal_number is not None
-
-
 def test_mid_epoch_resume_keeps_schedule_and_clipping_exact(
-    smoke_config: Path, tmp_path: Path
+    train_smoke: TrainSmoke, stop_at_sync: type[StopAtSync]
 ) -> None:
-    straight, split = tmp_path / "straight", tmp_path / "split"
     overrides = ["optim.scheduler=cosine", "optim.grad_clip=0.5"]
-    run(load_config(smoke_config, [f"output_dir={straight}", *overrides]))
+    straight = train_smoke("straight", *overrides)
     with pytest.raises(PreemptedError):
         # Syncs at steps 10, 16 (epoch end), 20: the third stops in the middle of epoch 1.
-        run(load_config(smoke_config, [f"output_dir={split}", *overrides]), StopAtSync(3))
+        train_smoke("split", *overrides, stop=stop_at_sync(3))
+    split = straight.with_name("split")
     stopped = load_checkpoint(split / "checkpoints" / "last.pt")["train_state"]
     assert (stopped["epoch"], stopped["batches_done"], stopped["step"]) == (1, 4, 20)
-    run(load_config(smoke_config, [f"output_dir={split}", *overrides, "resume=auto"]))
+    train_smoke("split", *overrides, "resume=auto")
     records = [r for r in read_metrics(straight / "metrics.jsonl") if "lr" in r]
     assert records[0]["lr"] > records[-1]["lr"] > 0  # cosine decays
     assert read_metrics(split / "metrics.jsonl") == read_metrics(straight / "metrics.jsonl")
@@ -185,27 +173,30 @@ def test_mid_epoch_resume_keeps_schedule_and_clipping_exact(
     assert manifest["status"] == "completed"
 
 
-def test_a_failed_run_is_recorded_in_run_json(smoke_config: Path, tmp_path: Path) -> None:
+def test_a_failed_run_is_recorded_in_run_json(train_smoke: TrainSmoke, tmp_path: Path) -> None:
     with pytest.raises(TrainingFailedError):
-        run(load_config(smoke_config, [f"output_dir={tmp_path}", "optim.lr=1e-12"]))
-    manifest = json.loads((tmp_path / "run.json").read_text(encoding="utf-8"))
+        train_smoke("run", "optim.lr=1e-12")
+    manifest = json.loads((tmp_path / "run" / "run.json").read_text(encoding="utf-8"))
     assert manifest["status"] == "failed"
     assert "did not decrease" in manifest["error"]
 
 
+@pytest.mark.parametrize("accumulate", [1, 2])
 def test_a_diverging_run_stops_with_the_step_and_keeps_the_last_checkpoint(
-    smoke_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    train_smoke: TrainSmoke,
+    smoke_config: Path,
+    capsys: pytest.CaptureFixture[str],
+    accumulate: int,
 ) -> None:
-    from {{ cookiecutter.package_name }}.train import main
-
-    run(load_config(smoke_config, [f"output_dir={tmp_path}", "train.epochs=2"]))
-    last = tmp_path / "checkpoints" / "last.pt"
+    output_dir = train_smoke("run", "train.epochs=2")
+    last = output_dir / "checkpoints" / "last.pt"
     before = last.read_bytes()
     # A learning rate this large drives the weights to NaN within a few steps.
-    code = main(["--config", str(smoke_config), f"output_dir={tmp_path}", "optim.lr=1e12"])
+    overrides = ["optim.lr=1e12", f"train.grad_accum_steps={accumulate}"]
+    code = main(["--config", str(smoke_config), f"output_dir={output_dir}", *overrides])
     assert code == 1
     error = capsys.readouterr().err
     assert "non-finite values at epoch 0, step" in error
     assert "last good checkpoint kept" in error
     assert last.read_bytes() == before
-    assert json.loads((tmp_path / "run.json").read_text(encoding="utf-8"))["status"] == "failed"
+    assert json.loads((output_dir / "run.json").read_text(encoding="utf-8"))["status"] == "failed"

@@ -8,34 +8,34 @@ from pathlib import Path
 
 import pytest
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
-
-def run_cli(*arguments: str) -> subprocess.CompletedProcess[str]:
+def run_cli(project_root: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "{{ cookiecutter.package_name }}.train", *arguments],
-        cwd=PROJECT_ROOT,
+        cwd=project_root,
         capture_output=True,
         text=True,
         check=False,
     )
 
 
-def test_smoke_train_from_the_command_line(tmp_path: Path) -> None:
-    result = run_cli("--config", "configs/smoke.yaml", f"output_dir={tmp_path}")
+def test_smoke_train_from_the_command_line(project_root: Path, tmp_path: Path) -> None:
+    result = run_cli(project_root, "--config", "configs/smoke.yaml", f"output_dir={tmp_path}")
     assert result.returncode == 0, result.stderr
     assert "done:" in result.stdout
     assert (tmp_path / "metrics.jsonl").is_file()
 
 
-def test_bad_override_exits_2_with_one_line(tmp_path: Path) -> None:
-    result = run_cli("--config", "configs/smoke.yaml", f"output_dir={tmp_path}", "optim.lr=fast")
+def test_bad_override_exits_2_with_one_line(project_root: Path, tmp_path: Path) -> None:
+    result = run_cli(
+        project_root, "--config", "configs/smoke.yaml", f"output_dir={tmp_path}", "optim.lr=fast"
+    )
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "optim.lr" in result.stderr
 
 
-def run_in_terminal(output_dir: Path, ci: bool) -> str:
+def run_in_terminal(project_root: Path, output_dir: Path, ci: bool) -> str:
     """Run the smoke config with stdout on a pseudo-terminal, as a person at a shell would."""
     import os
     import pty
@@ -47,7 +47,7 @@ def run_in_terminal(output_dir: Path, ci: bool) -> str:
     process = subprocess.Popen(
         [sys.executable, "-m", "{{ cookiecutter.package_name }}.train", "--config",
          "configs/smoke.yaml", f"output_dir={output_dir}", "train.epochs=30"],
-        cwd=PROJECT_ROOT, stdout=terminal, stderr=subprocess.PIPE, env=env,
+        cwd=project_root, stdout=terminal, stderr=subprocess.PIPE, env=env,
     )  # fmt: skip
     os.close(terminal)
     chunks = []
@@ -66,32 +66,36 @@ def run_in_terminal(output_dir: Path, ci: bool) -> str:
 
 
 @pytest.mark.slow
-def test_a_terminal_gets_a_live_line_and_ci_gets_plain_lines(tmp_path: Path) -> None:
-    live = run_in_terminal(tmp_path / "live", ci=False)
+def test_a_terminal_gets_a_live_line_and_ci_gets_plain_lines(
+    project_root: Path, tmp_path: Path
+) -> None:
+    live = run_in_terminal(project_root, tmp_path / "live", ci=False)
     assert "\r" in live
     assert "samples/s" in live
-    plain = run_in_terminal(tmp_path / "plain", ci=True)
+    plain = run_in_terminal(project_root, tmp_path / "plain", ci=True)
     assert "\r" not in plain.replace("\r\n", "\n")
     assert plain.count("epoch ") == 30
 
 
 @pytest.mark.slow
-def test_a_smoke_run_leaves_git_status_unchanged() -> None:
+def test_a_smoke_run_leaves_git_status_unchanged(project_root: Path) -> None:
     """Outputs, checkpoints and caches are ignored: training never dirties the work tree."""
 
     def status() -> set[str]:
         result = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=all"],
-            cwd=PROJECT_ROOT, capture_output=True, text=True, check=False,
+            cwd=project_root, capture_output=True, text=True, check=False,
         )  # fmt: skip
         if result.returncode != 0:
             pytest.skip("not inside a git work tree")
         return set(result.stdout.splitlines())
 
     before = status()
-    result = run_cli("--config", "configs/smoke.yaml", "output_dir=outputs/git-status-check")
+    result = run_cli(
+        project_root, "--config", "configs/smoke.yaml", "output_dir=outputs/git-status-check"
+    )
     assert result.returncode == 0, result.stderr
-    assert (PROJECT_ROOT / "outputs" / "git-status-check" / "checkpoints" / "last.pt").is_file()
+    assert (project_root / "outputs" / "git-status-check" / "checkpoints" / "last.pt").is_file()
     assert status() == before
 
 

@@ -8,12 +8,8 @@ import torch
 from {{ cookiecutter.package_name }}.config import load_config
 from {{ cookiecutter.package_name }}.guards import TrainingFailedError, check_loss_decreased
 from {{ cookiecutter.package_name }}.reproducibility import configure_determinism
-from {{ cookiecutter.package_name }}.run_log import read_metrics
+from {{ cookiecutter.package_name }}.run_log import read_metrics, step_losses
 from {{ cookiecutter.package_name }}.train import main, run
-
-
-def step_losses(output_dir: Path) -> list[float]:
-    return [r["loss"] for r in read_metrics(output_dir / "metrics.jsonl") if "loss" in r]
 
 
 def test_smoke_training_lowers_the_loss(smoke_config: Path, tmp_path: Path) -> None:

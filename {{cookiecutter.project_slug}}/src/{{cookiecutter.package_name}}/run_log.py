@@ -212,3 +212,10 @@ def keep_records_up_to(path: Path, step: int) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text("".join(json.dumps(record) + "\n" for record in kept), encoding="utf-8")
     temporary.replace(path)
+
+
+def step_losses(output_dir: Path) -> list[float]:
+    """The loss of every optimizer step of the run in `output_dir`, in order."""
+    return [
+        record["loss"] for record in read_metrics(output_dir / "metrics.jsonl") if "loss" in record
+    ]

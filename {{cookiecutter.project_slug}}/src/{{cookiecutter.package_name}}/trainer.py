@@ -136,16 +136,19 @@ class Trainer:
         samples = sum(len(labels) for _, labels in batches)
         total = torch.zeros((), device=self.device)
         for index, batch in enumerate(batches):
-            # Each micro-batch's share of the mean: a smaller last batch weighs less, as it
-            # would inside one big batch.
-            weighted = self.loss(batch) * (len(batch[1]) / samples)
             with self.gradient_all_reduce(last=index == len(batches) - 1):
+                # Each micro-batch's share of the mean: a smaller last batch weighs less, as it
+                # would inside one big batch.
+                weighted = self.loss(batch) * (len(batch[1]) / samples)
                 self.scaler.scale(weighted).backward()
             total += weighted.detach().float()
         return total
 
     def gradient_all_reduce(self, last: bool) -> contextlib.AbstractContextManager[object]:
-        """DDP all-reduces gradients in every backward; only the last micro-batch needs it."""
+        """DDP all-reduces gradients in every backward; only the last micro-batch needs it.
+
+        The context must hold the forward pass too: DDP decides there whether to reduce.
+        """
         if self.ddp is None or last:
             return contextlib.nullcontext()
         return self.ddp.no_sync()
