@@ -3,8 +3,9 @@
 CHECK_COMBINATIONS get the fast checks (`nox -s combinations -- odd-text` runs one row); the rows
 named in SMOKE_COMBINATIONS are also installed and run through their own nox, e.g.
 `nox -s "smoke(tensorboard)"`. The default smoke row runs the baked project's whole test suite;
-the others skip its `slow` tests (real subprocesses: torchrun, SIGTERM, a pseudo-terminal), which
-exercise nothing those options change.
+the tracking rows run lint, typecheck and the smoke-train, and of the tests only those that read
+the tracking backend (test_tracking.py, test_config.py): every other test trains
+configs/smoke.yaml, whose backend is `none`, and would repeat the default row to the bit.
 """
 
 from __future__ import annotations

@@ -84,12 +84,9 @@ def stop_at_sync() -> type[StopAtSync]:
     return StopAtSync
 
 
-class SimulatedCrashError(Exception):
-    """A crash or kill at a host sync: nothing is saved, as after SIGKILL."""
-
-
 class CrashAtSync(StopRequest):
-    """Crashes the run at the n-th host sync, before anything that sync would save."""
+    """Crashes the run at the n-th host sync, before anything that sync would save, as a kill
+    would (but a kill leaves run.json at "running"; this crash is recorded as failed)."""
 
     def __init__(self, sync: int) -> None:
         super().__init__()
@@ -99,7 +96,7 @@ class CrashAtSync(StopRequest):
     def requested(self) -> bool:
         self.remaining -= 1
         if self.remaining == 0:
-            raise SimulatedCrashError("crashed at a host sync")
+            raise RuntimeError("simulated crash at a host sync")
         return False
 
 

@@ -124,7 +124,7 @@ def test_a_nan_step_between_syncs_is_named_at_the_next_sync(small_trainer: Train
     small_trainer.step([good], measure_norm=True)
     # Steps 11 to 13 of epoch 2: the second is named, not the one that synced.
     with pytest.raises(TrainingFailedError, match="non-finite values at epoch 2, step 12"):
-        small_trainer.sync(epoch=2, last_step=13, stop=False, timed_out=False)
+        small_trainer.sync(epoch=2, step=13, stop=False, timed_out=False)
     # The NaN reached the weights; the check before every checkpoint is what keeps them off disk.
     with pytest.raises(TrainingFailedError, match="non-finite weights after epoch 0"):
         check_finite_weights(small_trainer.parameters, epoch=0)
@@ -134,7 +134,7 @@ def test_a_sync_returns_every_step_since_the_last_with_its_rate(small_trainer: T
     batch = (torch.randn(16, 1, 16, 16), torch.randint(0, 10, (16,)))
     for measure_norm in (False, False, True):
         small_trainer.step([batch], measure_norm)
-    synced = small_trainer.sync(epoch=0, last_step=3, stop=True, timed_out=False)
+    synced = small_trainer.sync(epoch=0, step=3, stop=True, timed_out=False)
     assert [record.step for record in synced.steps] == [1, 2, 3]
     assert [record.lr for record in synced.steps] == [0.1, 0.1, 0.1]
     assert all(math.isfinite(loss) for loss in synced.losses)
@@ -146,7 +146,7 @@ def test_syncing_needs_the_gradient_norm_of_the_last_step(small_trainer: Trainer
     batch = (torch.randn(4, 1, 16, 16), torch.zeros(4, dtype=torch.long))
     small_trainer.step([batch], measure_norm=False)
     with pytest.raises(ValueError, match="measure_norm"):
-        small_trainer.sync(epoch=0, last_step=1, stop=False, timed_out=False)
+        small_trainer.sync(epoch=0, step=1, stop=False, timed_out=False)
 
 
 def test_resume_from_a_missing_path_is_a_config_error(smoke_config: Path, tmp_path: Path) -> None:

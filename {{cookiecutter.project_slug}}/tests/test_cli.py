@@ -46,7 +46,7 @@ def run_in_terminal(project_root: Path, output_dir: Path, ci: bool) -> str:
         env["CI"] = "true"
     process = subprocess.Popen(
         [sys.executable, "-m", "{{ cookiecutter.package_name }}.train", "--config",
-         "configs/smoke.yaml", f"output_dir={output_dir}", "train.epochs=30"],
+         "configs/smoke.yaml", f"output_dir={output_dir}", "train.epochs=10"],
         cwd=project_root, stdout=terminal, stderr=subprocess.PIPE, env=env,
     )  # fmt: skip
     os.close(terminal)
@@ -74,7 +74,7 @@ def test_a_terminal_gets_a_live_line_and_ci_gets_plain_lines(
     assert "samples/s" in live
     plain = run_in_terminal(project_root, tmp_path / "plain", ci=True)
     assert "\r" not in plain.replace("\r\n", "\n")
-    assert plain.count("epoch ") == 30
+    assert plain.count("epoch ") == 10
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ def test_backend_writes_offline_or_explains_how_to_install(
     if importlib.util.find_spec(IMPORT_NAME[backend]) is None:
         with pytest.raises(ConfigError, match="uv pip install"):
             run(config)
+        assert list(tmp_path.iterdir()) == []  # refused before anything was written
         return
     run(config)
     folder = tmp_path / OUTPUT_FOLDER[backend]

@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from conftest import SimulatedCrashError
 from {{ cookiecutter.package_name }}.checkpoint import load_checkpoint
-from {{ cookiecutter.package_name }}.preemption import TIME_LIMIT_EXIT_CODE, PreemptedError
+from {{ cookiecutter.package_name }}.preemption import (
+    TIME_LIMIT_EXIT_CODE,
+    PreemptedError,
+    TimeBudget,
+)
 from {{ cookiecutter.package_name }}.run_log import read_metrics, step_losses
 from {{ cookiecutter.package_name }}.train import main
 
@@ -62,6 +66,10 @@ def test_max_steps_stops_mid_epoch_and_resume_carries_on_exactly(
 ) -> None:
     stopped = train_smoke("split", "train.max_steps=20")
     assert len(step_losses(stopped)) == 20
+    # A schedule is planned over the steps the run will take: cosine reaches ~0 at max_steps.
+    cosine = rates(train_smoke("cosine", "train.max_steps=20", "optim.scheduler=cosine"))
+    assert len(cosine) == 20
+    assert cosine[-1] < SMOKE_LR / 50
     assert [r["step"] for r in evaluations(stopped)] == [16, 20]  # an epoch's end, then the last
     assert (manifest(stopped)["status"], manifest(stopped)["step"]) == ("completed", 20)
     position = load_checkpoint(stopped / "checkpoints" / "last.pt")["train_state"]
@@ -91,19 +99,20 @@ def test_checkpoint_every_saves_mid_epoch_and_a_crash_resumes_from_there(
 ) -> None:
     knobs = ["train.checkpoint_every=6"]
     # Syncs at steps 6 (a save), 10 (a log), 12 (a save): the crash comes before the third.
-    with pytest.raises(SimulatedCrashError):
+    with pytest.raises(RuntimeError, match="simulated crash"):
         train_smoke("crashed", *knobs, stop=crash_at_sync(3))
     crashed = tmp_path / "crashed"
     saved = load_checkpoint(crashed / "checkpoints" / "last.pt")["train_state"]
     assert (saved["epoch"], saved["batches_done"], saved["step"]) == (0, 6, 6)
     assert len(step_losses(crashed)) == 10  # logged past the save; redone after the resume
-    assert manifest(crashed)["status"] == "running"  # as a killed run leaves it
+    assert manifest(crashed)["status"] == "failed"
+    assert manifest(crashed)["error"] == "RuntimeError: simulated crash at a host sync"
 
     train_smoke("crashed", *knobs, "resume=auto")
     assert step_losses(crashed) == step_losses(train_smoke("straight", *knobs))
 
 
-@pytest.mark.parametrize("stopped_at_sync", [None, 9])
+@pytest.mark.parametrize("stopped_at_sync", [None, 12])
 def test_early_stopping_ends_the_run_with_exit_0_and_says_why(
     train_smoke: TrainSmoke,
     stop_at_sync: type[StopAtSync],
@@ -114,9 +123,11 @@ def test_early_stopping_ends_the_run_with_exit_0_and_says_why(
     knobs = ["train.epochs=30", "train.early_stop_patience=2", "train.early_stop_min_delta=0.05"]
     output_dir = tmp_path / "run"
     resume = []
-    if stopped_at_sync is not None:  # the 9th sync is step 60, long before the early stop
+    if stopped_at_sync is not None:  # stopped between two evaluations without a real gain
         with pytest.raises(PreemptedError):
             train_smoke("run", *knobs, stop=stop_at_sync(stopped_at_sync))
+        saved = load_checkpoint(output_dir / "checkpoints" / "last.pt")["train_state"]
+        assert saved["evaluations_without_improvement"] == 1  # the count the resume must keep
         resume = ["resume=auto"]
     code = main(["--config", str(smoke_config), f"output_dir={output_dir}", *knobs, *resume])
     assert code == 0
@@ -147,3 +158,32 @@ def test_time_limit_saves_exits_124_and_resume_continues_exactly(
     resumed = train_smoke("run", "train.epochs=30", more, "resume=auto")
     assert manifest(resumed)["status"] == "completed"
     assert step_losses(resumed) == step_losses(train_smoke("straight", "train.epochs=30", more))
+
+
+@pytest.mark.parametrize(
+    "knobs",
+    [
+        ["train.epochs=2"],
+        ["train.max_steps=20"],
+        ["train.epochs=30", "train.early_stop_patience=2", "train.early_stop_min_delta=0.05"],
+    ],
+    ids=["all-epochs", "max-steps", "stopped-early"],
+)
+def test_resuming_a_finished_run_trains_nothing_and_leaves_its_files(
+    train_smoke: TrainSmoke, capsys: pytest.CaptureFixture[str], knobs: list[str]
+) -> None:
+    output_dir = train_smoke("run", *knobs)
+    before = {path: path.read_bytes() for path in output_dir.rglob("*") if path.is_file()}
+    capsys.readouterr()
+    train_smoke("run", *knobs, "resume=auto")
+    assert "nothing to train" in capsys.readouterr().out
+    after = {path: path.read_bytes() for path in output_dir.rglob("*") if path.is_file()}
+    assert after == before
+
+
+def test_the_time_budget_runs_out_only_after_its_minutes() -> None:
+    assert not TimeBudget(0).spent()  # off
+    budget = TimeBudget(0.0005)  # 30 ms
+    assert not budget.spent()
+    time.sleep(0.05)
+    assert budget.spent()

@@ -78,6 +78,11 @@ class TrainState:
         self.best_val_loss = min(self.best_val_loss, val_loss)
         return is_best
 
+    def out_of_patience(self, train_config: TrainConfig) -> bool:
+        """Early stopping is due: that many evaluations in a row without a real gain."""
+        patience = train_config.early_stop_patience
+        return patience > 0 and self.evaluations_without_improvement >= patience
+
     def state_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -77,8 +77,9 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model (needs a C compiler on CPU)
     device: str = "auto"  # "auto" picks CUDA when available
     require_loss_decrease: bool = True  # fail the run if the last epoch is no better than the first
-    # Steps per host sync: every step's loss is still logged, the gradient norm on these steps;
-    # NaN/inf and stop signals are acted on here and at each epoch's end.
+    # Steps between host syncs (syncs also come at each epoch's end and wherever an evaluation or
+    # checkpoint is due): every step's loss is still logged, the gradient norm at the syncs;
+    # NaN/inf, signals and the time limit are acted on at a sync.
     log_every: int = 10
     # Micro-batches of `batch_size` per optimizer step: the effective batch is their product.
     grad_accum_steps: int = 1

@@ -25,7 +25,7 @@ from .distributed import DistributedContext
 from .guards import TrainingFailedError
 from .manifest import describe_environment
 from .preemption import PreemptedError
-from .tracking import open_tracker
+from .tracking import NoTracker, Tracker, open_tracker
 from .trainer import Synced
 
 
@@ -105,22 +105,27 @@ class RunLog:
         self.accumulate = config.train.grad_accum_steps
         self.samples_per_step = config.train.batch_size * self.accumulate
         self.console = Console(config.train.epochs, steps_per_epoch)
+        self.config = config
         self.manifest: dict[str, Any] = {
             "status": "running", "started": now(), "seed": config.seed,
             "world_size": context.world_size, **describe_environment(),
         }  # fmt: skip
-        self.tracker = open_tracker(config, self.output_dir, enabled=self.enabled)
+        self.tracker: Tracker = NoTracker()
         self.metrics: MetricsFile | None = None
-        if self.enabled:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            save_config(config, self.output_dir / "config.yaml")
+        self.started = False  # run.json written: from here on it tells how the run ended
 
     def start(self, resumed_from: Path | None) -> None:
-        """run.json says "running"; after a resume, metrics.jsonl loses the steps to be redone."""
+        """Open every sink; run.json says "running". After a resume, metrics.jsonl loses the
+        steps that will be redone."""
         self.manifest["resumed_from"] = str(resumed_from) if resumed_from else None
         if not self.enabled:
             return
+        # First, as it may refuse (a missing package): then nothing has been written.
+        self.tracker = open_tracker(self.config, self.output_dir, enabled=True)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        save_config(self.config, self.output_dir / "config.yaml")
         self.write_manifest()
+        self.started = True
         metrics_path = self.output_dir / "metrics.jsonl"
         if resumed_from is not None:
             state = self.state
@@ -185,10 +190,12 @@ class RunLog:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if isinstance(error, PreemptedError):
+        if self.started and isinstance(error, PreemptedError):
             self.finish(error.status, error=str(error))
-        elif isinstance(error, TrainingFailedError):
+        elif self.started and isinstance(error, TrainingFailedError):
             self.finish("failed", error=str(error))
+        elif self.started and error is not None:  # a crash: out of memory, a lost rank, a bug
+            self.finish("failed", error=f"{type(error).__name__}: {error}")
         if self.metrics is not None:
             self.metrics.close()
         self.tracker.close()

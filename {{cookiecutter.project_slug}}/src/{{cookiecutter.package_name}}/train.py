@@ -141,6 +141,12 @@ def train(config: Config, context: DistributedContext, stop: StopRequest) -> dic
     )  # fmt: skip
     if resume_from is not None:
         checkpointer.load(resume_from)
+        if state.step >= cadence.last_step or state.out_of_patience(config.train):
+            log.message(
+                f"nothing to train: {resume_from} ended its run at step {state.step}; to go on, "
+                "raise train.epochs, train.max_steps or train.early_stop_patience"
+            )
+            return {}
     started, validation, stopping = time.perf_counter(), {}, None
     with log:  # on an exception, run.json says failed, interrupted or time_limit
         log.start(resume_from)
@@ -198,22 +204,19 @@ def batches_per_step(
         # After a mid-epoch stop, skip the batches that were already trained on.
         remaining = itertools.islice(loader, state.batches_done, None)
         while batches := list(itertools.islice(remaining, train_config.grad_accum_steps)):
-            if 0 < train_config.max_steps <= state.step:
-                return  # resumed from a run that had already reached train.max_steps
             yield epoch, batches
 
 
 def why_stop(
     synced: Synced, state: TrainState, train_config: TrainConfig, last_step: int
 ) -> Stop | None:
+    if state.step >= last_step:  # all done: "completed", whatever else this sync brought
+        return Stop.LAST_STEP
     if synced.stop_requested:
         return Stop.SIGNAL
     if synced.timed_out:
         return Stop.TIME_LIMIT
-    patience = train_config.early_stop_patience
-    if patience and state.evaluations_without_improvement >= patience:
-        return Stop.EARLY
-    return Stop.LAST_STEP if state.step >= last_step else None
+    return Stop.EARLY if state.out_of_patience(train_config) else None
 
 
 def raise_if_stopped_from_outside(stopping: Stop | None, stop: StopRequest, config: Config) -> None:

@@ -59,8 +59,9 @@ class SyncWindow:
 
     def fetch(
         self, grad_norm: torch.Tensor, flags: tuple[bool, bool], context: DistributedContext
-    ) -> tuple[list[float], float, list[bool]]:
-        """One transfer (and, across ranks, one all-reduce): losses, the norm, any rank's flags."""
+    ) -> tuple[list[float], list[float], float, list[bool]]:
+        """Empties the window in one transfer (and, across ranks, one all-reduce): its losses
+        and rates, the norm, and each flag raised on any rank."""
         values = torch.stack(self.losses)
         norm = grad_norm.float().reshape(1)
         if context.is_distributed:  # the norm is the same on every rank (DDP averages grads)
@@ -71,12 +72,8 @@ class SyncWindow:
         else:  # one process: nothing to agree on, so no flag tensor
             *losses, norm_value = torch.cat([values, norm]).tolist()
             raised = list(flags)
-        self.losses = []
-        return losses, norm_value, raised
-
-    def take_rates(self) -> list[float]:
-        rates, self.rates = self.rates, []
-        return rates
+        rates, self.losses, self.rates = self.rates, [], []
+        return losses, rates, norm_value, raised
 
 
 class Trainer:
@@ -158,21 +155,22 @@ class Trainer:
         with self.mixed_precision():
             return nn.functional.cross_entropy(self.model(images), labels)
 
-    def sync(self, epoch: int, last_step: int, *, stop: bool, timed_out: bool) -> Synced:
-        """Fetch and check the steps since the last sync; raises if any was NaN/inf."""
+    def sync(self, epoch: int, step: int, *, stop: bool, timed_out: bool) -> Synced:
+        """Fetch and check the steps since the last sync, up to `step` (the one just run);
+        raises if any was NaN/inf. `stop` and `timed_out` are this rank's flags."""
         if self.grad_norm is None:
             raise ValueError("sync needs the gradient norm: run the last step with measure_norm")
-        losses, norm, (stop_requested, time_up) = self.window.fetch(
+        losses, rates, norm, (stop_requested, time_up) = self.window.fetch(
             self.grad_norm, (stop, timed_out), self.context
         )
-        first_step = last_step - len(losses) + 1
+        first_step = step - len(losses) + 1
         bad = [index for index, value in enumerate(losses) if not math.isfinite(value)]
         # fp16's scaler expects the odd inf gradient; anywhere else it means the run is broken.
         if not (math.isfinite(norm) or self.scaler.is_enabled()):
             bad.append(len(losses) - 1)
         if bad:
             raise TrainingFailedError(non_finite_message(epoch, first_step + min(bad)))
-        pairs = zip(self.window.take_rates(), losses, strict=True)
+        pairs = zip(rates, losses, strict=True)
         steps = [StepRecord(first_step + i, lr, loss) for i, (lr, loss) in enumerate(pairs)]
         return Synced(steps, norm, stop_requested, time_up)
 
