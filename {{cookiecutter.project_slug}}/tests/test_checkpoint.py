@@ -200,3 +200,20 @@ def test_a_diverging_run_stops_with_the_step_and_keeps_the_last_checkpoint(
     assert "last good checkpoint kept" in error
     assert last.read_bytes() == before
     assert json.loads((output_dir / "run.json").read_text(encoding="utf-8"))["status"] == "failed"
+
+
+def test_a_damaged_checkpoint_stops_with_one_line_and_writes_nothing(
+    train_smoke: TrainSmoke, smoke_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output_dir = train_smoke("run", "train.epochs=2")
+    last = output_dir / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # a copy cut short
+    before = {path: path.read_bytes() for path in output_dir.rglob("*") if path.is_file()}
+    capsys.readouterr()
+    overrides = [f"output_dir={output_dir}", "train.epochs=3", "resume=auto"]
+    assert main(["--config", str(smoke_config), *overrides]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1  # one line, no traceback
+    assert f"checkpoint {last} is damaged" in error
+    assert f"resume={last.with_name('best.pt')}" in error
+    assert {path: path.read_bytes() for path in output_dir.rglob("*") if path.is_file()} == before

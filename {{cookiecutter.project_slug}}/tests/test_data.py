@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gzip
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -8,11 +9,13 @@ import pytest
 import torch
 
 from {{ cookiecutter.package_name }}.data.mnist import (
+    DatasetDamagedError,
     DatasetMissingError,
     load_mnist,
     read_idx,
 )
 from {{ cookiecutter.package_name }}.data.synthetic import make_synthetic_splits
+from {{ cookiecutter.package_name }}.train import main
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -51,8 +54,37 @@ def test_idx_round_trip_keeps_values(tmp_path: Path) -> None:
 
 def test_idx_with_bad_magic_is_rejected(tmp_path: Path) -> None:
     (tmp_path / "bad").write_bytes(b"\x01\x02\x03\x04")
-    with pytest.raises(ValueError, match="magic"):
+    with pytest.raises(DatasetDamagedError, match="magic"):
         read_idx(tmp_path / "bad")
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda data: data[: len(data) // 2], "is not a complete gzip file"),
+        (
+            lambda data: gzip.compress(b"\x01\x02\x03\x04"),
+            "is not an unsigned-byte IDX file (bad magic number)",
+        ),
+    ],
+    ids=["cut-short", "bad-header"],
+)
+def test_a_damaged_mnist_file_stops_training_with_one_line(
+    tmp_path: Path,
+    smoke_config: Path,
+    capsys: pytest.CaptureFixture[str],
+    damage: Callable[[bytes], bytes],
+    message: str,
+) -> None:
+    make_tiny_mnist(tmp_path, compressed=True)
+    images = tmp_path / "train-images-idx3-ubyte.gz"
+    images.write_bytes(damage(images.read_bytes()))
+    overrides = ["data.name=mnist", f"data.root={tmp_path}", f"output_dir={tmp_path / 'run'}"]
+    assert main(["--config", str(smoke_config), *overrides]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1  # one line, no traceback
+    assert f"{images} {message}" in error
+    assert "download again with" in error
 
 
 def test_missing_mnist_says_how_to_download(tmp_path: Path) -> None:

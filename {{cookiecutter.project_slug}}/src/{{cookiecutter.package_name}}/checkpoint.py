@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import pickle
 import random
 import tempfile
 import typing
@@ -187,9 +188,22 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
         raise
 
 
+class CheckpointDamagedError(RuntimeError):
+    """A checkpoint cannot be read; the message names it and what to resume from instead."""
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    # weights_only: a checkpoint from elsewhere cannot run code when loaded.
-    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        # weights_only: a checkpoint from elsewhere cannot run code when loaded.
+        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as error:
+        # torch says "PytorchStreamReader failed reading zip archive" for a file cut short.
+        reason = str(error).strip().split(". ")[0][:120] or type(error).__name__
+        other = path.with_name("last.pt" if path.name == "best.pt" else "best.pt")
+        raise CheckpointDamagedError(
+            f"checkpoint {path} is damaged or not one of this project's ({reason}); resume from "
+            f"another one (e.g. resume={other}) or start over in a new output_dir"
+        ) from None
     return state
 
 

@@ -3,8 +3,9 @@
 The same command runs on N processes with `torchrun --nproc_per_node=N -m <package>.train ...`.
 Exit codes: 0 success (also after early stopping or `train.max_steps`); 2 a config or usage error
 (one line says which key and how to fix it); 1 a failed run (non-finite loss or gradient, a loss
-that did not go down, missing data); 124 stopped at `train.time_limit_minutes` and 128 + N
-stopped by signal N (SIGTERM: 143), each after saving a checkpoint that `resume=auto` continues.
+that did not go down, missing or damaged data, a damaged checkpoint); 124 stopped at
+`train.time_limit_minutes` and 128 + N stopped by signal N (SIGTERM: 143), each after saving a
+checkpoint that `resume=auto` continues.
 """
 
 from __future__ import annotations
@@ -22,11 +23,17 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import Checkpointer, GlobalRng, TrainState, resolve_resume
+from .checkpoint import (
+    CheckpointDamagedError,
+    Checkpointer,
+    GlobalRng,
+    TrainState,
+    resolve_resume,
+)
 from .config import Config, ConfigError, TrainConfig, load_config, to_dict
 from .data import build_datasets, input_shape_and_classes
 from .data.loaders import make_loader
-from .data.mnist import DatasetMissingError
+from .data.mnist import DatasetDamagedError, DatasetMissingError
 from .distributed import (
     DistributedContext,
     device_type,
@@ -246,7 +253,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         return 2
-    except (TrainingFailedError, DatasetMissingError) as error:
+    except (
+        TrainingFailedError,
+        DatasetMissingError,
+        DatasetDamagedError,
+        CheckpointDamagedError,
+    ) as error:
         print(f"training failed: {error}", file=sys.stderr)
         return 1
     except PreemptedError as error:

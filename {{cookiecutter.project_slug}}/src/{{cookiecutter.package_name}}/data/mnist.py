@@ -38,19 +38,38 @@ class DatasetMissingError(FileNotFoundError):
     """A dataset file is absent; the message says how to get it."""
 
 
+class DatasetDamagedError(ValueError):
+    """A dataset file cannot be read; the message names it and how to get a good copy."""
+
+
+def fetch_again(root: Path) -> str:
+    return f"delete it and download again with `python -m {__package__}.mnist --root {root}`"
+
+
 def read_idx(path: Path) -> np.ndarray:
     """Read one IDX file (`.gz` or raw) into a uint8 array of its declared shape."""
     raw = path.read_bytes()
     if path.suffix == ".gz":
-        raw = gzip.decompress(raw)
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as error:  # BadGzipFile, or a file cut short
+            raise DatasetDamagedError(
+                f"{path} is not a complete gzip file ({error}); {fetch_again(path.parent)}"
+            ) from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != IDX_UNSIGNED_BYTE:
-        raise ValueError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
+        raise DatasetDamagedError(
+            f"{path} is not an unsigned-byte IDX file (bad magic number); "
+            f"{fetch_again(path.parent)}"
+        )
     dimensions = raw[3]
     header_end = 4 + 4 * dimensions
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dimensions))
     data = np.frombuffer(raw, dtype=np.uint8, offset=header_end)
     if data.size != int(np.prod(shape)):
-        raise ValueError(f"{path} holds {data.size} values but its header says {shape}")
+        raise DatasetDamagedError(
+            f"{path} holds {data.size} values but its header says {shape}; "
+            f"{fetch_again(path.parent)}"
+        )
     return data.reshape(shape)
 
 
@@ -69,7 +88,10 @@ def load_split(root: Path, prefix: str) -> TensorDataset:
     images = read_idx(find_file(root, f"{prefix}-images-idx3-ubyte.gz"))
     labels = read_idx(find_file(root, f"{prefix}-labels-idx1-ubyte.gz"))
     if len(images) != len(labels):
-        raise ValueError(f"{root}: {len(images)} {prefix} images but {len(labels)} labels")
+        raise DatasetDamagedError(
+            f"{root}: {len(images)} {prefix} images but {len(labels)} labels; "
+            "both files must come from the same MNIST release: download them again"
+        )
     pixels = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
     targets = torch.from_numpy(labels.astype(np.int64))
     return TensorDataset((pixels - MNIST_MEAN) / MNIST_STD, targets)
