@@ -75,8 +75,11 @@ class StopAtSync(StopRequest):
     def requested(self) -> bool:
         self.remaining -= 1
         if self.remaining == 0:
-            self.signal_number = signal.SIGTERM
+            self.at_that_sync()
         return self.signal_number is not None
+
+    def at_that_sync(self) -> None:
+        self.signal_number = signal.SIGTERM
 
 
 @pytest.fixture
@@ -84,20 +87,12 @@ def stop_at_sync() -> type[StopAtSync]:
     return StopAtSync
 
 
-class CrashAtSync(StopRequest):
+class CrashAtSync(StopAtSync):
     """Crashes the run at the n-th host sync, before anything that sync would save, as a kill
     would (but a kill leaves run.json at "running"; this crash is recorded as failed)."""
 
-    def __init__(self, sync: int) -> None:
-        super().__init__()
-        self.remaining = sync
-
-    @property
-    def requested(self) -> bool:
-        self.remaining -= 1
-        if self.remaining == 0:
-            raise RuntimeError("simulated crash at a host sync")
-        return False
+    def at_that_sync(self) -> None:
+        raise RuntimeError("simulated crash at a host sync")
 
 
 @pytest.fixture
