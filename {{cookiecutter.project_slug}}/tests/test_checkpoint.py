@@ -217,3 +217,20 @@ def test_a_damaged_checkpoint_stops_with_one_line_and_writes_nothing(
     assert f"checkpoint {last} is damaged" in error
     assert f"resume={last.with_name('best.pt')}" in error
     assert {path: path.read_bytes() for path in output_dir.rglob("*") if path.is_file()} == before
+
+
+def test_a_checkpoint_from_an_older_trainer_is_refused_with_one_line(
+    train_smoke: TrainSmoke, smoke_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output_dir = train_smoke("run", "train.epochs=2")
+    last = output_dir / "checkpoints" / "last.pt"
+    state = load_checkpoint(last)
+    state["progress"] = state.pop("train_state")  # the key before TrainState had its name
+    save_checkpoint(state, last)
+    capsys.readouterr()
+    overrides = [f"output_dir={output_dir}", "train.epochs=3", "resume=auto"]
+    assert main(["--config", str(smoke_config), *overrides]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert f"checkpoint {last} has no train_state" in error
+    assert "new output_dir" in error

@@ -166,8 +166,8 @@ class Checkpointer:
         missing = sorted(set(self.parts) - set(state))
         if missing:
             raise ConfigError(
-                f"checkpoint {path} has no {', '.join(missing)}: it was written by another "
-                "version of this project; start a fresh run (no resume) or resume from a newer file"
+                f"checkpoint {path} has no {', '.join(missing)}: another version of this project "
+                "wrote it; start over in a new output_dir, or resume from a newer file"
             )
         for name, part in self.parts.items():
             part.load_state_dict(state[name])
