@@ -23,7 +23,7 @@ from .checkpoint import TrainState
 from .config import Config, save_config
 from .distributed import DistributedContext
 from .guards import TrainingFailedError
-from .manifest import describe_environment
+from .manifest import describe_environment, now, write_manifest
 from .preemption import PreemptedError
 from .tracking import NoTracker, Tracker, open_tracker
 from .trainer import Synced
@@ -176,10 +176,7 @@ class RunLog:
             self.write_manifest()
 
     def write_manifest(self) -> None:
-        path = self.output_dir / "run.json"
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_text(json.dumps(self.manifest, indent=2) + "\n", encoding="utf-8")
-        temporary.replace(path)
+        write_manifest(self.output_dir / "run.json", self.manifest)
 
     def __enter__(self) -> RunLog:
         return self
@@ -199,10 +196,6 @@ class RunLog:
         if self.metrics is not None:
             self.metrics.close()
         self.tracker.close()
-
-
-def now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def read_metrics(path: Path) -> list[dict[str, float]]:
