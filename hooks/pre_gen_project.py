@@ -37,7 +37,8 @@ EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 GITHUB_OWNER_PATTERN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,37}[A-Za-z0-9])?$")
 RUNNER_LABEL_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
 TORCH_VERSION_PATTERN = re.compile(r"^(\d+)\.(\d+)(?:\.\d+)?$")
-IMAGE_PATTERN = re.compile(r"^[a-z0-9._/-]+:[A-Za-z0-9._-]+$")
+# name:tag, optionally pinned to its content by digest: name:tag@sha256:<64 hex digits>.
+IMAGE_PATTERN = re.compile(r"^[a-z0-9._/-]+:[A-Za-z0-9._-]+(?:@sha256:[0-9a-f]{64})?$")
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -120,7 +121,9 @@ def problems() -> list[str]:
         reject(
             "docker_base_image",
             "is not an image reference with a tag",
-            "use a pinned tag, e.g. pytorch/pytorch:2.9.1-cuda12.8-cudnn9-runtime",
+            "use a pinned tag, optionally with its digest, e.g. "
+            "pytorch/pytorch:2.9.1-cuda12.8-cudnn9-runtime or the same followed by "
+            "@sha256:<64 lowercase hex digits>",
         )
 
     labels = text("gpu_runner_labels").split(",")

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.baking import Answer, bake
 
@@ -62,8 +63,84 @@ def test_dependabot_matches_its_schema(project: Path) -> None:
           ".github/dependabot.yml", cwd=project)  # fmt: skip
 
 
+def test_issue_forms_match_their_schemas(project: Path) -> None:
+    forms = sorted(
+        str(p.relative_to(project)) for p in (project / ".github/ISSUE_TEMPLATE").glob("*")
+    )
+    forms.remove(".github/ISSUE_TEMPLATE/config.yml")
+    check(tool("check-jsonschema"), "--builtin-schema", "vendor.github-issue-forms", *forms,
+          cwd=project)  # fmt: skip
+    check(tool("check-jsonschema"), "--builtin-schema", "vendor.github-issue-config",
+          ".github/ISSUE_TEMPLATE/config.yml", cwd=project)  # fmt: skip
+
+
 def test_zizmor_finds_nothing(project: Path) -> None:
-    check(tool("zizmor"), "--offline", "--no-progress", *workflows(project), cwd=project)
+    # The whole repository: workflows and .github/dependabot.yml (its dependabot-cooldown audit).
+    check(tool("zizmor"), "--offline", "--no-progress", ".", cwd=project)
+
+
+def test_pre_commit_runs_zizmor_on_the_whole_github_folder(project: Path) -> None:
+    config = yaml.safe_load((project / ".pre-commit-config.yaml").read_text(encoding="utf-8"))
+    [hook] = [hook for repo in config["repos"] for hook in repo["hooks"] if hook["id"] == "zizmor"]
+    assert hook["entry"].split()[-1] == ".github"
+    assert hook["pass_filenames"] is False
+    assert re.match(hook["files"], ".github/dependabot.yml")
+
+
+def test_no_label_event_can_cancel_or_queue_behind_a_gpu_job(project: Path) -> None:
+    """Every label added anywhere starts the label-triggered workflows; most runs then skip.
+    A workflow-level concurrency group is taken before any job's `if:`, so such a run would
+    cancel (or queue behind) the GPU job in progress: the groups belong on the GPU jobs."""
+    if not (project / ".github/workflows/gpu.yml").exists():
+        pytest.skip("gpu_ci=no: no GPU workflows")
+    workflows = {
+        path.name: yaml.safe_load(path.read_text(encoding="utf-8"))
+        for path in (project / ".github/workflows").glob("*.yml")
+    }  # fmt: skip
+    labelled = {
+        name for name, workflow in workflows.items()
+        # PyYAML reads the key `on` as True (YAML 1.1).
+        for trigger in workflow[True].values()
+        if isinstance(trigger, dict) and "labeled" in trigger.get("types", [])
+    }  # fmt: skip
+    assert labelled == {"gpu.yml", "train-on-label.yml"}
+    for name in labelled:
+        workflow = workflows[name]
+        assert "concurrency" not in workflow, f"{name}: concurrency at the workflow level"
+        gpu_jobs = {
+            job_name: job for job_name, job in workflow["jobs"].items()
+            if "self-hosted" in job["runs-on"]
+        }  # fmt: skip
+        assert gpu_jobs, name
+        for job_name, job in gpu_jobs.items():
+            assert "concurrency" in job, f"{name}: job {job_name} has no concurrency group"
+            assert job.get("environment") == "gpu", f"{name}: job {job_name} has no environment"
+            # Reached only through its own `if:`, or a job whose `if:` has passed.
+            assert "if" in job or "needs" in job, f"{name}: job {job_name} runs on every label"
+
+
+def test_gpu_job_never_runs_pull_request_code_from_the_pull_request_event(project: Path) -> None:
+    if not (project / ".github/workflows/gpu.yml").exists():
+        pytest.skip("gpu_ci=no: no GPU workflow")
+    workflow = yaml.safe_load((project / ".github/workflows/gpu.yml").read_text(encoding="utf-8"))
+    assert workflow["jobs"]["gpu"]["if"] == "github.event_name != 'pull_request'"
+    # The pull request event only asks for a run of this file as the default branch has it.
+    request = workflow["jobs"]["request"]
+    assert "ubuntu" in request["runs-on"]
+    assert '--ref "$DEFAULT_BRANCH"' in request["steps"][0]["run"]
+
+
+def test_image_records_its_own_commit_tag_never_latest(project: Path) -> None:
+    if not (project / ".github/workflows/docker.yml").exists():
+        pytest.skip("docker=no: no image workflow")
+    docker = (project / ".github/workflows/docker.yml").read_text(encoding="utf-8")
+    steps = yaml.safe_load(docker)["jobs"]["image"]["steps"]
+    [build] = [step for step in steps if step.get("id") == "build"]
+    [meta] = [step for step in steps if step.get("id") == "meta"]
+    image_tag = build["with"]["build-args"].splitlines()[0]
+    assert image_tag == "IMAGE_TAG=${{ steps.tag.outputs.tag }}"
+    assert "type=raw,value=${{ steps.tag.outputs.tag }}" in meta["with"]["tags"]
+    assert any("actions/attest@" in step.get("uses", "") for step in steps)
 
 
 def test_every_action_is_pinned_to_a_full_sha(project: Path) -> None:
@@ -124,5 +201,7 @@ def test_the_templates_own_workflow_is_valid_and_zizmor_clean() -> None:
     workflow = ".github/workflows/ci.yml"
     check(tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", workflow,
           cwd=repository)  # fmt: skip
-    check(tool("zizmor"), "--offline", "--no-progress", workflow, cwd=repository)
+    check(tool("check-jsonschema"), "--builtin-schema", "vendor.dependabot",
+          ".github/dependabot.yml", cwd=repository)  # fmt: skip
+    check(tool("zizmor"), "--offline", "--no-progress", ".github", cwd=repository)
     assert "bash .ci/run" in (repository / workflow).read_text(encoding="utf-8")

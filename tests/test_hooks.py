@@ -9,8 +9,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.baking import TEMPLATE_ROOT, bake
+from tests.test_generated_tooling import tool
 
 
 def run_cookiecutter(
@@ -48,6 +50,8 @@ REJECTED = [
     (("github_owner=bad owner!",), "is not a GitHub user or organisation name"),
     (("gpu_runner_labels=gpu;rm -rf /",), "is not a comma-separated list of runner labels"),
     (("docker_base_image=pytorch",), "is not an image reference with a tag"),
+    (("docker_base_image=pytorch/pytorch@sha256:" + "ab" * 32,), "is not an image reference"),
+    (("docker_base_image=pytorch/pytorch:2.9.1@sha256:abc",), "is not an image reference"),
 ]
 
 
@@ -97,6 +101,26 @@ def test_odd_text_stays_text(tmp_path: Path, description: str) -> None:
     assert pyproject["project"]["authors"][0]["name"] == description
     assert not (project / "injected").exists()
     assert not Path("injected").exists()
+
+
+def test_a_digest_pinned_image_reaches_the_dockerfile_and_the_gpu_jobs(tmp_path: Path) -> None:
+    image = "pytorch/pytorch:2.9.1-cuda12.8-cudnn9-runtime@sha256:" + "0123456789abcdef" * 4
+    project = bake(tmp_path, docker_base_image=image)
+    dockerfile = (project / "Dockerfile").read_text(encoding="utf-8")
+    assert f"FROM {image} AS runtime\n" in dockerfile
+    for name in ("gpu.yml", "train-on-label.yml"):
+        jobs = yaml.safe_load((project / ".github/workflows" / name).read_text(encoding="utf-8"))
+        images = {job["container"]["image"] for job in jobs["jobs"].values() if "container" in job}
+        assert images == {image}, name
+    docker = yaml.safe_load((project / ".github/workflows/docker.yml").read_text(encoding="utf-8"))
+    [name_step] = [step for step in docker["jobs"]["image"]["steps"] if step.get("id") == "tag"]
+    assert name_step["env"]["PREFIX"] == "pytorch2.9.1-cuda12.8-"  # the tag, not the digest
+    # zizmor's strictest persona wants container images pinned by digest: now they are.
+    pedantic = subprocess.run(
+        [tool("zizmor"), "--offline", "--no-progress", "--persona", "pedantic", ".github"],
+        cwd=project, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert "unpinned-images" not in pedantic.stdout, pedantic.stdout
 
 
 def test_python_code_in_an_answer_never_runs(tmp_path: Path) -> None:
