@@ -1,20 +1,26 @@
-"""Finish a freshly generated project: drop files for options not chosen, then set up git.
+"""Finish a freshly generated project: drop files for options not chosen, link it to the
+template for `cruft update`, then set up git.
 
 Safe to run again: every step checks before it acts, and a missing git or identity is a note,
-never a failure. Git set-up happens only under cookiecutter's own entry point: cruft renders the
-template into temporary folders on every `cruft update` and diffs them, and a `.git` folder in
-there ends up in the patch, which then fails to apply and the update is silently lost.
+never a failure. Linking and git set-up happen only under cookiecutter's own entry point: cruft
+renders the template into temporary folders on every `cruft update` and diffs them, and a `.git`
+folder (or a second `.cruft.json`) in there ends up in the patch, which then fails to apply and
+the update is lost (`ChangesetUnicodeError`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
-ANSWERS: dict[str, object] = json.loads(r"""{{ cookiecutter | tojson }}""")
+# Pairs, not a mapping: `tojson` sorts a mapping's keys, and `.cruft.json` keeps the question order
+# that `cruft create` writes.
+ANSWERS: dict[str, object] = dict(json.loads(r"""{{ cookiecutter.items() | list | tojson }}"""))
 
 # Paths that exist only when the named yes/no option is "yes".
 PATHS_FOR_OPTION = {
@@ -29,6 +35,9 @@ PATHS_FOR_OPTION = {
     "include_notebooks": ["notebooks"],
 }
 FIRST_COMMIT_MESSAGE = "chore: generate project from torch-template"
+# What cookiecutter's front end adds about this machine; `cruft create` records none of it.
+MACHINE_KEYS = ("_template", "_output_dir", "_repo_dir", "_checkout")
+CRUFT_FILE = ".cruft.json"
 
 
 def note(message: str) -> None:
@@ -102,6 +111,81 @@ def set_up_git(project: Path) -> None:
         note(f"first commit failed ({commit.stderr.strip()}); commit the files yourself.")
 
 
+def template_folder(repo_dir: str) -> Path | None:
+    """The folder cookiecutter rendered from, made absolute.
+
+    A local template arrives as typed (`cookiecutter .`), relative to where cookiecutter started,
+    which this hook, run inside the new project, cannot see. cookiecutter runs hooks from inside
+    the template folder, which Linux shows as the parent process's working directory; a shell
+    records where the command was typed in PWD.
+    """
+    path = Path(repo_dir)
+    if path.is_absolute():
+        candidates = [path]
+    else:
+        candidates = [Path(f"/proc/{os.getppid()}/cwd"), Path(os.environ.get("PWD", "/")) / path]
+    for candidate in candidates:
+        if (candidate / "cookiecutter.json").is_file() and (candidate / "hooks").is_dir():
+            return candidate.resolve()
+    return None
+
+
+def without_credentials(url: str) -> str:
+    """`https://user:token@host/x` -> `https://host/x`: `.cruft.json` is committed."""
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and "@" in parts.netloc:
+        return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return url
+
+
+def is_repository_root(folder: Path) -> bool:
+    top_level = git(folder, "rev-parse", "--show-toplevel")
+    return top_level.returncode == 0 and Path(top_level.stdout.strip()).resolve() == folder
+
+
+def link_to_template(project: Path) -> None:
+    """Write the `.cruft.json` that `cruft create` would have written, so `cruft update` works.
+
+    cookiecutter clones a git URL (`gh:` abbreviations expanded) into ~/.cookiecutters and renders
+    that clone; a local template is rendered in place. Either way the commit is the folder's HEAD.
+    """
+    how_to_link = "`cruft link <template git URL>` links it later (docs: Updating with cruft)."
+    if shutil.which("git") is None:
+        note(f"git not found, so this project is not linked to the template. {how_to_link}")
+        return
+    if "_repo_dir" not in ANSWERS:  # cookiecutter before 2.2 does not say where it rendered from
+        note(f"cookiecutter is older than 2.2, so this project is not linked. {how_to_link}")
+        return
+    folder = template_folder(str(ANSWERS["_repo_dir"]))
+    if folder is None or not is_repository_root(folder):
+        note(
+            f"the template {ANSWERS['_template']} is not a git repository, so this project cannot "
+            "take template updates (`cruft update` needs a git URL and a commit). Bake from the "
+            f"template's git URL (cookiecutter gh:<org>/torch-template), or {how_to_link}"
+        )
+        return
+    commit = git(folder, "rev-parse", "HEAD").stdout.strip()
+    if ANSWERS["_template"] == ANSWERS["_repo_dir"]:  # a local folder, rendered in place
+        url = str(folder)
+        if git(folder, "status", "--porcelain").stdout.strip():
+            note(
+                f"{folder} has uncommitted changes; {CRUFT_FILE} records its last commit "
+                f"{commit[:12]}, so a later `cruft update` treats those changes as yours."
+            )
+    else:  # a URL that cookiecutter cloned
+        url = without_credentials(git(folder, "remote", "get-url", "origin").stdout.strip())
+    answers = {key: value for key, value in ANSWERS.items() if key not in MACHINE_KEYS}
+    state = {
+        "template": url,
+        "commit": commit,
+        "checkout": ANSWERS.get("_checkout"),
+        "context": {"cookiecutter": {**answers, "_template": url, "_commit": commit}},
+        "directory": None,
+    }
+    text = json.dumps(state, ensure_ascii=False, indent=2, separators=(",", ": ")) + "\n"
+    (project / CRUFT_FILE).write_text(text, encoding="utf-8")
+
+
 def main() -> int:
     project = Path.cwd()
     remove_unselected_paths(project)
@@ -109,6 +193,7 @@ def main() -> int:
         return 1
     # cookiecutter's front end records the output folder; cruft's create/update do not.
     if "_output_dir" in ANSWERS:
+        link_to_template(project)
         set_up_git(project)
     else:
         note(

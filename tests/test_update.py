@@ -1,16 +1,21 @@
 """`cruft update` end to end: a template repository that moves on, a project a user has edited.
 
-The template is copied into a temporary git repository (remote repositories are out of reach and
-would not test this checkout anyway); `cruft create` and `cruft update` run as real commands.
+The template's working tree is committed into a temporary git repository (remote repositories are
+out of reach and would not test this checkout anyway); `cookiecutter`, `cruft create` and
+`cruft update` run as real commands. A "published" template is a bare clone reached through
+cookiecutter's `gh:` abbreviation, pointed at a file:// folder by a cookiecutter config file.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +28,10 @@ NOT_TEMPLATE = shutil.ignore_patterns(
 RUN_LOG = "{{cookiecutter.project_slug}}/src/{{cookiecutter.package_name}}/run_log.py"
 CNN = "{{cookiecutter.project_slug}}/src/{{cookiecutter.package_name}}/models/cnn.py"
 README = "{{cookiecutter.project_slug}}/README.md"
+# The first template commit whose post-gen hook keeps git out of cruft's renders (CHANGELOG.md,
+# 0.1.0's upgrade notes): projects made from it or later must keep updating.
+OLDEST_UPDATABLE = "b8eaf8b5fc74ce941fd3491964f40be493af1adf"
+RELEASE_HEADING = re.compile(r"^## (\d+\.\d+\.\d+) — \d{4}-\d{2}-\d{2}$", re.MULTILINE)
 
 
 def run(*command: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -48,13 +57,45 @@ def commit(repository: Path, message: str) -> None:
     run("git", "commit", "-q", "-m", message, cwd=repository)
 
 
-@pytest.fixture
-def template(tmp_path: Path) -> Path:
-    repository = tmp_path / "template"
+def snapshot(repository: Path) -> Path:
+    """This checkout's working tree, committed as the first commit of a new repository."""
     shutil.copytree(TEMPLATE_ROOT, repository, ignore=NOT_TEMPLATE)
     run("git", "init", "-q", "-b", "main", cwd=repository)
     commit(repository, "template v1")
     return repository
+
+
+def publish(template: Path, root: Path) -> Path:
+    """A bare clone at root/your-org/torch-template.git and a cookiecutter config whose `gh:`
+    leads there, as `gh:` leads to GitHub; returns the config file."""
+    root.mkdir(parents=True, exist_ok=True)
+    run("git", "clone", "-q", "--bare", str(template),
+        str(root / "your-org" / "torch-template.git"), cwd=root)  # fmt: skip
+    config = root / "cookiecutter.yaml"
+    config.write_text(
+        f"cookiecutters_dir: {root / 'cookiecutters'}\nreplay_dir: {root / 'replay'}\n"
+        f"abbreviations:\n  gh: file://{root}/{{0}}.git\n",
+        encoding="utf-8",
+    )
+    return config
+
+
+def bake_the_readme_way(config: Path, output: Path, *options: str) -> Path:
+    """`cookiecutter gh:<org>/torch-template`, as the README says, with no questions."""
+    output.mkdir(parents=True, exist_ok=True)
+    run(tool("cookiecutter"), "--no-input", "--config-file", str(config), *options,
+        "gh:your-org/torch-template", "--output-dir", str(output), cwd=output.parent)  # fmt: skip
+    return output / "my-torch-project"
+
+
+def cruft_state(project: Path) -> dict[str, Any]:
+    state: dict[str, Any] = json.loads((project / ".cruft.json").read_text(encoding="utf-8"))
+    return state
+
+
+@pytest.fixture
+def template(tmp_path: Path) -> Path:
+    return snapshot(tmp_path / "template")
 
 
 @pytest.fixture
@@ -76,7 +117,8 @@ def project(template: Path, tmp_path: Path) -> Path:
 
 
 def test_update_brings_template_changes_and_keeps_user_edits(template: Path, project: Path) -> None:
-    edit(template / RUN_LOG, '"""Everything', '"""(template v2) Everything')
+    with (template / RUN_LOG).open("a", encoding="utf-8") as run_log:
+        run_log.write("# (template v2)\n")
     edit(template / README, "## Test\n", "## Test (template v2)\n")
     edit(template / CNN, "POOLED_SIZE = 4", "POOLED_SIZE = 8")  # a path the project skips
     commit(template, "template v2")
@@ -117,3 +159,88 @@ def test_a_conflicting_update_is_visible_and_blocked_by_pre_commit(
         for hook in ("no-update-leftovers", "check-merge-conflict")
     ]
     assert any(guard.returncode != 0 for guard in guards)
+
+
+def test_a_readme_bake_is_linked_exactly_as_cruft_create_links(
+    template: Path, tmp_path: Path
+) -> None:
+    config = publish(template, tmp_path / "github")
+    project = bake_the_readme_way(config, tmp_path / "plain")
+    url = f"file://{tmp_path}/github/your-org/torch-template.git"  # `gh:` expanded
+    run(tool("cruft"), "create", "--no-input", url, "--output-dir", str(tmp_path / "cruft"),
+        cwd=tmp_path)  # fmt: skip
+
+    ours, cruft_own = cruft_state(project), cruft_state(tmp_path / "cruft" / "my-torch-project")
+    assert ours["template"] == ours["context"]["cookiecutter"]["_template"] == url
+    for state in (ours, cruft_own):  # cruft turns a file:// URL (never an https:// one) into a path
+        del state["template"], state["context"]["cookiecutter"]["_template"]
+    assert ours == cruft_own
+    assert ".cruft.json" in run("git", "ls-files", cwd=project).stdout.split()  # first commit
+    assert run(tool("cruft"), "check", cwd=project).returncode == 0
+
+
+def test_a_bake_from_a_local_checkout_records_its_absolute_path(
+    template: Path, tmp_path: Path
+) -> None:
+    # `cookiecutter .` inside the checkout: the hook, run in the new project, gets a relative path.
+    run(tool("cookiecutter"), "--no-input", ".", "--output-dir", str(tmp_path / "out"),
+        cwd=template)  # fmt: skip
+    state = cruft_state(tmp_path / "out" / "my-torch-project")
+    assert state["template"] == str(template.resolve())
+    assert state["commit"] == run("git", "rev-parse", "HEAD", cwd=template).stdout.strip()
+
+
+def test_a_bake_from_a_plain_folder_says_updates_need_a_git_url(tmp_path: Path) -> None:
+    folder = tmp_path / "template-copy"
+    shutil.copytree(TEMPLATE_ROOT, folder, ignore=NOT_TEMPLATE)
+    baked = run(tool("cookiecutter"), "--no-input", str(folder), "--output-dir",
+                str(tmp_path / "out"), cwd=tmp_path)  # fmt: skip
+    assert "is not a git repository, so this project cannot take template updates" in baked.stdout
+    assert "cruft link" in baked.stdout
+    project = tmp_path / "out" / "my-torch-project"
+    assert (project / "pyproject.toml").is_file()
+    assert not (project / ".cruft.json").exists()  # no link that `cruft update` would choke on
+
+
+def test_a_project_from_the_oldest_updatable_commit_updates_to_this_checkout(
+    tmp_path: Path,
+) -> None:
+    history = tmp_path / "history"
+    run("git", "clone", "-q", str(TEMPLATE_ROOT), str(history), cwd=tmp_path)
+    if run("git", "cat-file", "-e", f"{OLDEST_UPDATABLE}^{{commit}}", cwd=history,
+           check=False).returncode != 0:  # fmt: skip
+        pytest.skip("needs the template's git history (a full clone)")
+    run("git", "rm", "-rq", ".", cwd=history)
+    shutil.copytree(TEMPLATE_ROOT, history, ignore=NOT_TEMPLATE, dirs_exist_ok=True)
+    commit(history, "this checkout's working tree")
+    run(tool("cruft"), "create", "--no-input", str(history), "--checkout", OLDEST_UPDATABLE,
+        "--output-dir", str(tmp_path / "work"), cwd=tmp_path)  # fmt: skip
+    project = tmp_path / "work" / "my-torch-project"
+    run("git", "init", "-q", "-b", "main", cwd=project)
+    commit(project, "chore: generate project from torch-template")
+    edit(project / "README.md", "## Train\n", "## Train\n\nOur team trains on the big box.\n")
+    commit(project, "docs: our edit")
+
+    run(tool("cruft"), "update", "--skip-apply-ask", "--checkout", "main", cwd=project)
+
+    assert not list(project.rglob("*.rej"))
+    assert "Our team trains on the big box." in (project / "README.md").read_text(encoding="utf-8")
+    assert (project / "scripts" / "template_update.py").is_file()  # a file added since arrived
+    context = cruft_state(project)["context"]["cookiecutter"]
+    assert context["_template_version"] == template_version(TEMPLATE_ROOT)
+
+
+def template_version(template: Path) -> str:
+    context = json.loads((template / "cookiecutter.json").read_text(encoding="utf-8"))
+    version: str = context["_template_version"]
+    return version
+
+
+def test_the_changelog_names_the_version_that_bakes_record() -> None:
+    changelog = (TEMPLATE_ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    released = RELEASE_HEADING.findall(changelog)
+    assert released, "CHANGELOG.md has no `## X.Y.Z — YYYY-MM-DD` section"
+    assert released[0] == template_version(TEMPLATE_ROOT)  # the newest section comes first
+    assert released == sorted(released, key=lambda v: tuple(map(int, v.split("."))), reverse=True)
+    headings = re.findall(r"^## .*$", changelog, flags=re.MULTILINE)
+    assert all(h == "## Unreleased" or RELEASE_HEADING.match(h) for h in headings), headings
