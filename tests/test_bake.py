@@ -14,6 +14,7 @@ from tests.baking import bake, leftover_template_syntax, text_files
 from tests.conftest import set_git_identity
 
 DEFAULT_FILES = {
+    ".cruft.json",
     ".dockerignore",
     ".github/ISSUE_TEMPLATE/bug.yml",
     ".github/ISSUE_TEMPLATE/config.yml",
@@ -21,6 +22,7 @@ DEFAULT_FILES = {
     ".github/dependabot.yml",
     ".github/labels.yml",
     ".github/pull_request_template.md",
+    ".github/requirements.txt",
     ".github/workflows/ci.yml",
     ".github/workflows/docker.yml",
     ".github/workflows/gpu.yml",
@@ -45,39 +47,51 @@ DEFAULT_FILES = {
     "scripts/setup_dev.sh",
     "scripts/slurm_train.sbatch",
     "scripts/start_jupyter.sh",
+    "scripts/template_update.py",
+    "scripts/training_request.py",
     "src/my_torch_project/__init__.py",
     "src/my_torch_project/checkpoint.py",
+    "src/my_torch_project/commands.py",
     "src/my_torch_project/config.py",
     "src/my_torch_project/data/__init__.py",
     "src/my_torch_project/data/loaders.py",
     "src/my_torch_project/data/mnist.py",
+    "src/my_torch_project/data/preprocessing.py",
     "src/my_torch_project/data/synthetic.py",
     "src/my_torch_project/distributed.py",
+    "src/my_torch_project/evaluate.py",
+    "src/my_torch_project/export.py",
     "src/my_torch_project/guards.py",
     "src/my_torch_project/health_check.py",
+    "src/my_torch_project/inference.py",
     "src/my_torch_project/manifest.py",
     "src/my_torch_project/models/__init__.py",
     "src/my_torch_project/models/cnn.py",
     "src/my_torch_project/models/mlp.py",
+    "src/my_torch_project/predict.py",
     "src/my_torch_project/preemption.py",
     "src/my_torch_project/py.typed",
     "src/my_torch_project/reproducibility.py",
+    "src/my_torch_project/run_folder.py",
     "src/my_torch_project/run_log.py",
     "src/my_torch_project/tag_run.py",
     "src/my_torch_project/tracking.py",
     "src/my_torch_project/train.py",
     "src/my_torch_project/trainer.py",
     "tests/conftest.py",
+    "tests/test_after_training.py",
     "tests/test_checkpoint.py",
     "tests/test_cli.py",
     "tests/test_config.py",
     "tests/test_data.py",
     "tests/test_distributed.py",
     "tests/test_model_sanity.py",
+    "tests/test_run_folder.py",
     "tests/test_tag_run.py",
     "tests/test_tracking.py",
     "tests/test_train.py",
     "tests/test_training_knobs.py",
+    "tests/test_workflow_scripts.py",
 }
 
 
@@ -198,7 +212,7 @@ def test_tracking_option_adds_only_its_dependency(
     project = bake(tmp_path, tracking=tracking)
     pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
     names = {entry.split(">")[0] for entry in pyproject["project"]["dependencies"]}
-    assert names - {"torch", "numpy", "pyyaml"} == ({dependency} if dependency else set())
+    assert names - {"torch", "numpy", "pyyaml", "pillow"} == ({dependency} if dependency else set())
 
 
 @pytest.mark.parametrize(

@@ -34,7 +34,7 @@ else
   echo "setup_dev: not a git repository; run git init, then this script again for the hooks" >&2
 fi
 .venv/bin/python -m {{ cookiecutter.package_name }}.health_check
-.venv/bin/python -m {{ cookiecutter.package_name }}.train --config configs/smoke.yaml output_dir=outputs/setup-check
+.venv/bin/python -m {{ cookiecutter.package_name }}.train --config configs/smoke.yaml  # into outputs/smoke/<time>
 
 echo
 echo "Ready. Activate with: source .venv/bin/activate"

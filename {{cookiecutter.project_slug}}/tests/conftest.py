@@ -1,12 +1,14 @@
 """Fixtures the test modules share: the project's folder, the smoke config, in-process training,
-a tiny CPU trainer, and stand-ins for SIGTERM and for a crash."""
+a tiny CPU trainer, stand-ins for SIGTERM and for a crash, and tiny MNIST files."""
 
 from __future__ import annotations
 
+import gzip
 import signal
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import pytest
 import torch
 
@@ -18,12 +20,12 @@ from {{ cookiecutter.package_name }}.train import run
 from {{ cookiecutter.package_name }}.trainer import Trainer, build_scheduler
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def project_root() -> Path:
     return Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def smoke_config(project_root: Path) -> Path:
     return project_root / "configs" / "smoke.yaml"
 
@@ -98,3 +100,44 @@ class CrashAtSync(StopAtSync):
 @pytest.fixture
 def crash_at_sync() -> type[CrashAtSync]:
     return CrashAtSync
+
+
+class WriteIdx(Protocol):
+    def __call__(self, path: Path, array: np.ndarray) -> None: ...
+
+
+class MakeTinyMnist(Protocol):
+    def __call__(self, root: Path, compressed: bool = True) -> Path: ...
+
+
+def write_idx_file(path: Path, array: np.ndarray) -> None:
+    """An unsigned-byte IDX file, gzipped when `path` ends in .gz."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        size.to_bytes(4, "big") for size in array.shape
+    )
+    payload = header + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(payload) if path.suffix == ".gz" else payload)
+
+
+@pytest.fixture
+def write_idx() -> WriteIdx:
+    return write_idx_file
+
+
+@pytest.fixture
+def make_tiny_mnist() -> MakeTinyMnist:
+    """Writes MNIST's four files with random pixels: 24 training images (22 train, 2
+    validation) and 4 test images; returns the folder."""
+
+    def make(root: Path, compressed: bool = True) -> Path:
+        root.mkdir(parents=True, exist_ok=True)
+        suffix = ".gz" if compressed else ""
+        rng = np.random.default_rng(0)
+        for prefix, count in (("train", 24), ("t10k", 4)):
+            images = rng.integers(0, 256, (count, 28, 28))
+            write_idx_file(root / f"{prefix}-images-idx3-ubyte{suffix}", images)
+            labels = rng.integers(0, 10, (count,))
+            write_idx_file(root / f"{prefix}-labels-idx1-ubyte{suffix}", labels)
+        return root
+
+    return make

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -91,16 +92,21 @@ def test_a_smoke_run_leaves_git_status_unchanged(project_root: Path) -> None:
         return set(result.stdout.splitlines())
 
     before = status()
-    result = run_cli(
-        project_root, "--config", "configs/smoke.yaml", "output_dir=outputs/git-status-check"
-    )
+    # The README's command as it is: a new folder under outputs/smoke/ on every run.
+    result = run_cli(project_root, "--config", "configs/smoke.yaml")
     assert result.returncode == 0, result.stderr
-    assert (project_root / "outputs" / "git-status-check" / "checkpoints" / "last.pt").is_file()
-    assert status() == before
+    folder = Path(result.stdout.split("run folder: ")[1].split("\n")[0])
+    try:
+        assert folder.parent == Path("outputs") / "smoke"
+        assert (project_root / folder / "checkpoints" / "last.pt").is_file()
+        assert status() == before
+    finally:
+        shutil.rmtree(project_root / folder)
 
 
-def test_console_script_is_installed() -> None:
-    script = Path(sys.executable).parent / "{{ cookiecutter.project_slug }}-train"
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "export"])
+def test_console_script_is_installed(command: str) -> None:
+    script = Path(sys.executable).parent / f"{{ cookiecutter.project_slug }}-{command}"
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
-    assert "key=value" in result.stdout
+    assert "--checkpoint" in result.stdout if command != "train" else "key=value" in result.stdout

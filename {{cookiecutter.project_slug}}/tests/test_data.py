@@ -3,11 +3,14 @@ from __future__ import annotations
 import gzip
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 import torch
 
+from {{ cookiecutter.package_name }}.config import DataConfig
+from {{ cookiecutter.package_name }}.data import build_split
 from {{ cookiecutter.package_name }}.data.mnist import (
     DatasetDamagedError,
     DatasetMissingError,
@@ -17,36 +20,26 @@ from {{ cookiecutter.package_name }}.data.mnist import (
 from {{ cookiecutter.package_name }}.data.synthetic import make_synthetic_splits
 from {{ cookiecutter.package_name }}.train import main
 
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
-        size.to_bytes(4, "big") for size in array.shape
-    )
-    payload = header + array.astype(np.uint8).tobytes()
-    path.write_bytes(gzip.compress(payload) if path.suffix == ".gz" else payload)
-
-
-def make_tiny_mnist(root: Path, compressed: bool) -> None:
-    suffix = ".gz" if compressed else ""
-    rng = np.random.default_rng(0)
-    for prefix, count in (("train", 6), ("t10k", 4)):
-        images = rng.integers(0, 256, (count, 28, 28))
-        write_idx(root / f"{prefix}-images-idx3-ubyte{suffix}", images)
-        write_idx(root / f"{prefix}-labels-idx1-ubyte{suffix}", rng.integers(0, 10, (count,)))
+if TYPE_CHECKING:
+    from conftest import MakeTinyMnist, WriteIdx
 
 
 @pytest.mark.parametrize("compressed", [True, False])
-def test_mnist_idx_files_load(tmp_path: Path, compressed: bool) -> None:
+def test_mnist_idx_files_load(
+    tmp_path: Path, compressed: bool, make_tiny_mnist: MakeTinyMnist
+) -> None:
     make_tiny_mnist(tmp_path, compressed)
     train, val = load_mnist(tmp_path)
     images, labels = train.tensors
-    assert images.shape == (6, 1, 28, 28)
+    # The training files' last twelfth validates; the t10k files are the test split.
+    assert images.shape == (22, 1, 28, 28)
     assert images.dtype == torch.float32
     assert labels.dtype == torch.int64
-    assert len(val) == 4
+    assert len(val) == 2
+    assert len(build_split(DataConfig(name="mnist", root=str(tmp_path)), 0, "test")) == 4
 
 
-def test_idx_round_trip_keeps_values(tmp_path: Path) -> None:
+def test_idx_round_trip_keeps_values(tmp_path: Path, write_idx: WriteIdx) -> None:
     array = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
     write_idx(tmp_path / "x.idx", array)
     np.testing.assert_array_equal(read_idx(tmp_path / "x.idx"), array)
@@ -75,6 +68,7 @@ def test_a_damaged_mnist_file_stops_training_with_one_line(
     capsys: pytest.CaptureFixture[str],
     damage: Callable[[bytes], bytes],
     message: str,
+    make_tiny_mnist: MakeTinyMnist,
 ) -> None:
     make_tiny_mnist(tmp_path, compressed=True)
     images = tmp_path / "train-images-idx3-ubyte.gz"
@@ -92,6 +86,17 @@ def test_missing_mnist_says_how_to_download(tmp_path: Path) -> None:
         load_mnist(tmp_path)
 
 
+def test_synthetic_test_split_is_new_samples_and_leaves_the_others_alone() -> None:
+    config = DataConfig(name="synthetic", num_train=32, num_val=8)
+    train, val = make_synthetic_splits(32, 8, 10, 16, seed=3)
+    assert torch.equal(build_split(config, 3, "train").tensors[0], train.tensors[0])
+    assert torch.equal(build_split(config, 3, "val").tensors[0], val.tensors[0])
+    test = build_split(config, 3, "test").tensors[0]
+    assert test.shape == val.tensors[0].shape
+    assert not torch.equal(test, val.tensors[0])
+    assert torch.equal(test, build_split(config, 3, "test").tensors[0])
+
+
 def test_synthetic_data_is_the_same_for_the_same_seed() -> None:
     first, _ = make_synthetic_splits(32, 8, 10, 16, seed=3)
     second, _ = make_synthetic_splits(32, 8, 10, 16, seed=3)
@@ -100,7 +105,7 @@ def test_synthetic_data_is_the_same_for_the_same_seed() -> None:
 
 
 def test_download_keeps_only_files_with_the_right_checksum(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_tiny_mnist: MakeTinyMnist
 ) -> None:
     """A real HTTP server on loopback plays two mirrors: one serves junk, one the real bytes."""
     import functools
@@ -130,5 +135,5 @@ def test_download_keeps_only_files_with_the_right_checksum(
     finally:
         server.shutdown()
     train, val = load_mnist(tmp_path / "mnist")
-    assert (len(train), len(val)) == (6, 4)
+    assert (len(train), len(val)) == (22, 2)
     assert sorted(p.name for p in (tmp_path / "mnist").iterdir()) == sorted(checksums)

@@ -30,12 +30,13 @@ def test_tag_points_at_the_runs_commit_and_carries_its_metrics(
     git(tmp_path, "commit", "-q", "-m", "exp: baseline")
     run_commit = git(tmp_path, "rev-parse", "HEAD")
     monkeypatch.chdir(tmp_path)
-    run(load_config(smoke_config, ["output_dir=outputs/baseline", "train.epochs=2"]))
+    run(load_config(smoke_config, ["name=baseline", "train.epochs=2"]))
+    (run_dir,) = (tmp_path / "outputs" / "baseline").iterdir()  # outputs/baseline/<UTC time>
     (tmp_path / "notes.txt").write_text("later work\n")
     git(tmp_path, "commit", "-q", "-am", "feat: later work")
 
-    assert tag_run(["outputs/baseline"]) == 0
-    tag = git(tmp_path, "tag", "--list", "exp/baseline-*")
+    assert tag_run([str(run_dir)]) == 0
+    tag = git(tmp_path, "tag", "--list", f"exp/baseline-{run_dir.name}-*")
     assert git(tmp_path, "rev-list", "-n", "1", tag) == run_commit
     message = git(tmp_path, "tag", "--list", "--format=%(contents)", tag)
     assert "val_accuracy" in message

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+from {{ cookiecutter.package_name }}.checkpoint import load_checkpoint
 from {{ cookiecutter.package_name }}.config import ConfigError, load_config
 from {{ cookiecutter.package_name }}.train import run
+
+if TYPE_CHECKING:
+    from conftest import TrainSmoke
 
 # Where each backend leaves its records inside output_dir.
 OUTPUT_FOLDER = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlruns"}
@@ -34,8 +39,44 @@ def test_backend_writes_offline_or_explains_how_to_install(
 
 
 def test_default_backend_is_the_one_chosen_at_bake_time(smoke_config: Path) -> None:
-    chosen = "{{ cookiecutter.tracking }}"
+    chosen = chosen_backend()
     assert load_config().tracking.backend == chosen
     assert load_config(smoke_config.with_name("default.yaml")).tracking.backend == chosen
     if chosen != "none":  # its package is a dependency, so it must be importable
         assert importlib.util.find_spec(IMPORT_NAME[chosen]) is not None
+
+
+@pytest.mark.parametrize("backend", ["wandb", "mlflow"])
+def test_a_resumed_run_continues_the_same_tracker_run(
+    train_smoke: TrainSmoke, backend: str
+) -> None:
+    pytest.importorskip(IMPORT_NAME[backend], reason=f"this bake tracks with {chosen_backend()}")
+    tracking = f"tracking.backend={backend}"
+    output_dir = train_smoke("run", "train.epochs=1", tracking)
+    run_id = load_checkpoint(output_dir / "checkpoints" / "last.pt")["tracker_run_id"]
+    assert run_id
+    train_smoke("run", "train.epochs=2", "resume=auto", tracking)
+    assert load_checkpoint(output_dir / "checkpoints" / "last.pt")["tracker_run_id"] == run_id
+    assert tracker_run_ids(output_dir, backend) == [run_id]
+
+
+def tracker_run_ids(output_dir: Path, backend: str) -> list[str]:
+    """The run ids the tracker itself recorded, read from its offline files."""
+    if backend == "wandb":
+        # Offline runs are folders offline-run-<time>-<run id>; `wandb sync` uploads each segment
+        # into the run of that id.
+        folders = (output_dir / "wandb").glob("offline-run-*")
+        return sorted({folder.name.rsplit("-", 1)[1] for folder in folders})
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=(output_dir / "mlruns").resolve().as_uri())
+    experiment = client.get_experiment_by_name("{{ cookiecutter.project_slug }}")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    steps = [metric.step for metric in client.get_metric_history(runs[0].info.run_id, "loss")]
+    assert max(steps) == 32  # both segments' steps, in the one run
+    return [run.info.run_id for run in runs]
+
+
+def chosen_backend() -> str:
+    return "{{ cookiecutter.tracking }}"

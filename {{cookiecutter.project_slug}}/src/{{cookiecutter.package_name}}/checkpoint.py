@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import Config, ConfigError, TrainConfig
+from .config import ConfigError, TrainConfig
 from .guards import check_finite_weights
 
 
@@ -161,8 +161,9 @@ class Checkpointer:
         for name in names:
             save_checkpoint(state, self.folder / name)
 
-    def load(self, path: Path) -> None:
-        state = load_checkpoint(path)
+    def load(self, path: Path) -> dict[str, Any]:
+        """Restore every part from `path`; returns all it holds (the described entries too)."""
+        state = load_checkpoint(path, resuming=True)
         missing = sorted(set(self.parts) - set(state))
         if missing:
             raise ConfigError(
@@ -171,6 +172,7 @@ class Checkpointer:
             )
         for name, part in self.parts.items():
             part.load_state_dict(state[name])
+        return state
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
@@ -189,10 +191,16 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
 
 
 class CheckpointDamagedError(RuntimeError):
-    """A checkpoint cannot be read; the message names it and what to resume from instead."""
+    """A checkpoint is missing or cannot be read; the message names it and what to do instead."""
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+def load_checkpoint(path: Path, resuming: bool = False) -> dict[str, Any]:
+    """A checkpoint's contents; `resuming` makes a damaged file's hint about resuming."""
+    if not path.is_file():
+        raise CheckpointDamagedError(
+            f"checkpoint {path} does not exist; pass a file such as "
+            "outputs/<name>/<run>/checkpoints/best.pt"
+        )
     try:
         # weights_only: a checkpoint from elsewhere cannot run code when loaded.
         state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
@@ -200,22 +208,13 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         # torch says "PytorchStreamReader failed reading zip archive" for a file cut short.
         reason = str(error).strip().split(". ")[0][:120] or type(error).__name__
         other = path.with_name("last.pt" if path.name == "best.pt" else "best.pt")
+        if resuming:
+            fix = f"resume from another one (e.g. resume={other}) or start over in a new output_dir"
+        elif path.name in ("best.pt", "last.pt"):
+            fix = f"use the run's other checkpoint ({other}) or train again"
+        else:
+            fix = "pass a file that training or `export --format weights` wrote"
         raise CheckpointDamagedError(
-            f"checkpoint {path} is damaged or not one of this project's ({reason}); resume from "
-            f"another one (e.g. resume={other}) or start over in a new output_dir"
+            f"checkpoint {path} is damaged or not one of this project's ({reason}); {fix}"
         ) from None
     return state
-
-
-def resolve_resume(config: Config) -> Path | None:
-    last = Path(config.output_dir) / "checkpoints" / "last.pt"
-    if config.resume == "":
-        return None
-    if config.resume == "auto":
-        return last if last.is_file() else None
-    path = Path(config.resume)
-    if not path.is_file():
-        raise ConfigError(
-            f"resume={config.resume!r}: no such checkpoint; use resume=auto or a path"
-        )
-    return path

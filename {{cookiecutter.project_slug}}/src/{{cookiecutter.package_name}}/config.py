@@ -6,6 +6,7 @@ answer: the dataclass, then the YAML file, then the command line, in that order.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 import typing
@@ -104,9 +105,14 @@ class TrackingConfig:
 
 @dataclass
 class Config:
+    # New runs go to outputs/<name>/<UTC time> unless output_dir is set; `name` defaults to the
+    # config file's name (configs/smoke.yaml: smoke). See run_folder.py.
+    name: str = "default"
     seed: int = 0
-    output_dir: str = "outputs/default"
-    resume: str = ""  # "", "auto" (output_dir/checkpoints/last.pt) or a checkpoint path
+    output_dir: str = ""  # the run folder itself; a new run into one holding a run is refused
+    # "": a new run. "auto": continue from last.pt (output_dir's, or the latest run of `name`
+    # without output_dir), or start a new run if there is none. A path: that checkpoint.
+    resume: str = ""
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -142,6 +148,13 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
     values: dict[str, Any] = {}
     if path is not None:
         values = read_yaml_mapping(Path(path))
+        values.setdefault("name", Path(path).stem)
+    return build_config(values, overrides)
+
+
+def build_config(values: dict[str, Any], overrides: typing.Sequence[str] = ()) -> Config:
+    """A Config from nested `values` (from YAML or a checkpoint), then `key=value` overrides."""
+    values = copy.deepcopy(values)
     for override in overrides:
         key, separator, raw_value = override.partition("=")
         if not separator or not key:
@@ -233,6 +246,11 @@ def check_values(config: Config) -> None:
             raise ConfigError(f"{key}={dotted_value(config, key)} must be 0 or more")
     if config.optim.lr <= 0:
         raise ConfigError(f"optim.lr={config.optim.lr} must be positive; e.g. optim.lr=0.001")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", config.name):
+        raise ConfigError(
+            f"name={config.name!r} becomes a folder name: use letters, digits, '.', '_' or '-'; "
+            "e.g. name=baseline"
+        )
     if config.data.num_classes < 2:
         raise ConfigError("data.num_classes must be at least 2")
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 
 from .config import ConfigError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,15 @@ def synchronize(context: DistributedContext) -> None:
     """Wait until every rank gets here (a no-op for one process)."""
     if context.is_distributed:
         dist.barrier()
+
+
+def share_from_main(value: T, context: DistributedContext) -> T:
+    """The main process's `value`, on every rank (any picklable object)."""
+    if not context.is_distributed:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def stop_distributed() -> None:

@@ -23,7 +23,7 @@ from .checkpoint import TrainState
 from .config import Config, save_config
 from .distributed import DistributedContext
 from .guards import TrainingFailedError
-from .manifest import describe_environment, now, write_manifest
+from .manifest import describe_environment, now, write_json
 from .preemption import PreemptedError
 from .tracking import NoTracker, Tracker, open_tracker
 from .trainer import Synced
@@ -37,8 +37,9 @@ class MetricsFile:
 
     FLUSH_SECONDS = 1.0
 
-    def __init__(self, path: Path) -> None:
-        self.file: IO[str] = path.open("a", encoding="utf-8")
+    def __init__(self, path: Path, append: bool) -> None:
+        # A new run starts an empty file, a resumed one appends to its own records.
+        self.file: IO[str] = path.open("a" if append else "w", encoding="utf-8")
         self.last_flush = time.monotonic()
 
     def write(self, **values: float | int | str) -> None:
@@ -114,14 +115,15 @@ class RunLog:
         self.metrics: MetricsFile | None = None
         self.started = False  # run.json written: from here on it tells how the run ended
 
-    def start(self, resumed_from: Path | None) -> None:
+    def start(self, resumed_from: Path | None, tracker_run_id: str | None = None) -> None:
         """Open every sink; run.json says "running". After a resume, metrics.jsonl loses the
-        steps that will be redone."""
+        steps that will be redone, and the tracker continues the run `tracker_run_id` names."""
         self.manifest["resumed_from"] = str(resumed_from) if resumed_from else None
         if not self.enabled:
             return
         # First, as it may refuse (a missing package): then nothing has been written.
-        self.tracker = open_tracker(self.config, self.output_dir, enabled=True)
+        self.tracker = open_tracker(self.config, self.output_dir, True, tracker_run_id)
+        self.manifest["tracker_run_id"] = self.tracker.run_id
         self.output_dir.mkdir(parents=True, exist_ok=True)
         save_config(self.config, self.output_dir / "config.yaml")
         self.write_manifest()
@@ -131,7 +133,7 @@ class RunLog:
             state = self.state
             keep_records_up_to(metrics_path, state.step)
             self.message(f"resumed from {resumed_from} at epoch {state.epoch}, step {state.step}")
-        self.metrics = MetricsFile(metrics_path)
+        self.metrics = MetricsFile(metrics_path, append=resumed_from is not None)
 
     def steps(self, synced: Synced) -> None:
         """The steps of one host sync: each to metrics.jsonl (the norm with the last), the last
@@ -176,7 +178,7 @@ class RunLog:
             self.write_manifest()
 
     def write_manifest(self) -> None:
-        write_manifest(self.output_dir / "run.json", self.manifest)
+        write_json(self.output_dir / "run.json", self.manifest)
 
     def __enter__(self) -> RunLog:
         return self

@@ -1,6 +1,7 @@
-"""Tag the commit a run came from: `python -m <package>.tag_run outputs/my-run [--name NAME]`.
+"""Tag the commit a run came from: `python -m <package>.tag_run RUN_FOLDER [--name NAME]`.
 
-Creates an annotated tag `exp/<run folder>-<config hash>` on the commit recorded in the run's
+Creates an annotated tag `exp/<name>-<time>-<config hash>` (for outputs/<name>/<time>; or
+`exp/<folder>-<config hash>` for an output_dir chosen by hand) on the commit recorded in the run's
 run.json (not whatever HEAD is now), with the final metrics, config hash and image tag in the
 message. Push it with `git push origin <tag>` so the experiment is findable by everyone.
 """
@@ -30,9 +31,20 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], str]:
     return manifest, config_hash
 
 
+def experiment_name(run_dir: Path) -> str:
+    """`smoke-20261130-101500` for outputs/smoke/20261130-101500 (a folder per run of a config
+    name); the folder's own name for an output_dir chosen by hand."""
+    folder = run_dir.resolve()
+    return (
+        f"{folder.parent.name}-{folder.name}"
+        if folder.parent.parent.name == "outputs"
+        else folder.name
+    )
+
+
 def tag_message(run_dir: Path, manifest: dict[str, Any], config_hash: str) -> str:
     metrics = manifest.get("final_metrics") or {}
-    lines = [f"experiment {run_dir.name}", "", f"config sha256: {config_hash}"]
+    lines = [f"experiment {experiment_name(run_dir)}", "", f"config sha256: {config_hash}"]
     lines += [f"{name}: {value}" for name, value in sorted(metrics.items())]
     lines += [
         f"seed: {manifest.get('seed')}",
@@ -55,7 +67,7 @@ def create_tag(run_dir: Path, name: str | None, allow_incomplete: bool) -> str:
         raise TagError("run.json records no git commit (was it run outside a git checkout?)")
     if manifest.get("git_dirty"):
         print("warning: the run had uncommitted changes; the tag points at its base commit")
-    tag = name or f"exp/{run_dir.resolve().name}-{config_hash[:8]}"
+    tag = name or f"exp/{experiment_name(run_dir)}-{config_hash[:8]}"
     result = subprocess.run(
         ["git", "tag", "--annotate", tag, commit, "--file", "-"],
         input=tag_message(run_dir, manifest, config_hash),

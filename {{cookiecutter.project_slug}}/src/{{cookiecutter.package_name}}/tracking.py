@@ -4,6 +4,8 @@ All three work offline by default, so a run never fails for want of a network or
 - tensorboard writes event files to output_dir/tensorboard (`tensorboard --logdir outputs`);
 - wandb runs in offline mode unless WANDB_MODE says otherwise (`wandb sync` uploads later);
 - mlflow logs to output_dir/mlruns unless MLFLOW_TRACKING_URI names a server.
+A tracker's run id is saved in every checkpoint, so a resumed run (`resume=auto`, a SLURM requeue)
+continues the same W&B or MLflow run instead of opening a second one.
 """
 
 from __future__ import annotations
@@ -22,12 +24,18 @@ USER_MLFLOW_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
 
 
 class Tracker(Protocol):
+    @property
+    def run_id(self) -> str | None:
+        """The tracker's own id of this run (saved in checkpoints); None where there is none."""
+
     def log(self, values: dict[str, float], step: int) -> None: ...
 
     def close(self) -> None: ...
 
 
 class NoTracker:
+    run_id = None
+
     def log(self, values: dict[str, float], step: int) -> None:
         pass
 
@@ -40,6 +48,7 @@ class TensorBoardTracker:
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(str(log_dir))
+        self.run_id = None  # a resumed run writes on into the same folder
 
     def log(self, values: dict[str, float], step: int) -> None:
         for name, value in values.items():
@@ -50,14 +59,17 @@ class TensorBoardTracker:
 
 
 class WandbTracker:
-    def __init__(self, config: Config, output_dir: Path) -> None:
+    def __init__(self, config: Config, output_dir: Path, resume_run_id: str | None) -> None:
         wandb: Any = importlib.import_module("wandb")
         self.run = wandb.init(
             project=config.tracking.project,
             dir=str(output_dir),
             config=to_dict(config),
             mode=os.environ.get("WANDB_MODE", "offline"),
+            id=resume_run_id,
+            resume="allow" if resume_run_id else None,
         )
+        self.run_id: str | None = str(self.run.id)
 
     def log(self, values: dict[str, float], step: int) -> None:
         self.run.log(values, step=step)
@@ -67,7 +79,7 @@ class WandbTracker:
 
 
 class MlflowTracker:
-    def __init__(self, config: Config, output_dir: Path) -> None:
+    def __init__(self, config: Config, output_dir: Path, resume_run_id: str | None) -> None:
         self.mlflow: Any = importlib.import_module("mlflow")
         if USER_MLFLOW_TRACKING_URI:
             self.mlflow.set_tracking_uri(USER_MLFLOW_TRACKING_URI)
@@ -76,8 +88,11 @@ class MlflowTracker:
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
             self.mlflow.set_tracking_uri((output_dir / "mlruns").resolve().as_uri())
         self.mlflow.set_experiment(config.tracking.project)
-        self.mlflow.start_run()
-        self.mlflow.log_params(flatten(to_dict(config)))
+        run = self.mlflow.start_run(run_id=resume_run_id)
+        self.run_id: str | None = str(run.info.run_id)
+        if resume_run_id is None:
+            # MLflow refuses to change a logged parameter, and a resume may change train.epochs.
+            self.mlflow.log_params(flatten(to_dict(config)))
 
     def log(self, values: dict[str, float], step: int) -> None:
         self.mlflow.log_metrics(values, step=step)
@@ -96,8 +111,11 @@ def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def open_tracker(config: Config, output_dir: Path, enabled: bool) -> Tracker:
-    """The tracker `tracking.backend` names; only the main process (`enabled`) tracks."""
+def open_tracker(
+    config: Config, output_dir: Path, enabled: bool, resume_run_id: str | None = None
+) -> Tracker:
+    """The tracker `tracking.backend` names; only the main process (`enabled`) tracks.
+    `resume_run_id` (saved in the checkpoint a run resumes from) continues that tracker run."""
     backend = config.tracking.backend
     if not enabled or backend == "none":
         return NoTracker()
@@ -105,8 +123,8 @@ def open_tracker(config: Config, output_dir: Path, enabled: bool) -> Tracker:
         if backend == "tensorboard":
             return TensorBoardTracker(output_dir / "tensorboard")
         if backend == "wandb":
-            return WandbTracker(config, output_dir)
-        return MlflowTracker(config, output_dir)
+            return WandbTracker(config, output_dir, resume_run_id)
+        return MlflowTracker(config, output_dir, resume_run_id)
     except ImportError:
         package = PACKAGE_FOR_BACKEND[backend]
         raise ConfigError(

@@ -11,6 +11,7 @@ checkpoint that `resume=auto` continues.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import enum
 import itertools
 import math
@@ -23,17 +24,11 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import (
-    CheckpointDamagedError,
-    Checkpointer,
-    GlobalRng,
-    TrainState,
-    resolve_resume,
-)
+from .checkpoint import Checkpointer, GlobalRng, TrainState
+from .commands import FAILURES
 from .config import Config, ConfigError, TrainConfig, load_config, to_dict
-from .data import build_datasets, input_shape_and_classes
+from .data import build_datasets, preprocessing_for
 from .data.loaders import make_loader
-from .data.mnist import DatasetDamagedError, DatasetMissingError
 from .distributed import (
     DistributedContext,
     device_type,
@@ -42,10 +37,11 @@ from .distributed import (
     stop_distributed,
     synchronize,
 )
-from .guards import TrainingFailedError, check_loss_decreased
+from .guards import check_loss_decreased
 from .models import build_model
 from .preemption import PreemptedError, StopRequest, TimeBudget
 from .reproducibility import configure_determinism, seed_everything
+from .run_folder import agree_on_run_folder, removed_if_left_empty
 from .run_log import RunLog
 from .trainer import Batch, Synced, build_trainer
 
@@ -118,7 +114,6 @@ class Stop(enum.Enum):
 def train(config: Config, context: DistributedContext, stop: StopRequest) -> dict[str, float]:
     budget = TimeBudget(config.train.time_limit_minutes)  # from the start of this process's run
     device = resolve_device(config.train.device, context)
-    resume_from = resolve_resume(config)
     train_set, val_set = build_datasets(config.data, config.seed)
     train_loader, train_sampler = make_loader(train_set, config, context, shuffle=True)
     val_loader, _ = make_loader(val_set, config, context, shuffle=False)
@@ -130,9 +125,13 @@ def train(config: Config, context: DistributedContext, stop: StopRequest) -> dic
         checkpoint_every=config.train.checkpoint_every,
         last_step=min(config.train.max_steps, all_steps) if config.train.max_steps else all_steps,
     )
-    model = build_model(config.model, *input_shape_and_classes(config.data)).to(device)
+    preprocessing = preprocessing_for(config.data)  # saved with the weights, for predict
+    model = build_model(config.model, preprocessing.input_shape, len(preprocessing.class_names))
+    model = model.to(device)
     trainer = build_trainer(config, model, device, context, total_steps=cadence.last_step)
     state = TrainState()
+    folder = agree_on_run_folder(config, context)  # refuses to mix two runs in one folder
+    config, resume_from = dataclasses.replace(config, output_dir=str(folder.path)), folder.resume
     log = RunLog(config, context, state, steps_per_epoch)
     # Everything a resume restores, in one registry that save and load both read.
     checkpointer = Checkpointer(
@@ -142,21 +141,28 @@ def train(config: Config, context: DistributedContext, stop: StopRequest) -> dic
             "scaler": trainer.scaler, "rng": GlobalRng(), "train_state": state,
         },
         weights=model,
-        describe=lambda: {"config": to_dict(config), "manifest": log.manifest},
+        describe=lambda: {
+            "config": to_dict(config), "manifest": log.manifest,
+            "preprocessing": preprocessing.to_dict(), "tracker_run_id": log.tracker.run_id,
+        },
         before_save=log.flush,  # metrics.jsonl then holds every step the checkpoint has
         enabled=context.is_main,
     )  # fmt: skip
-    if resume_from is not None:
-        checkpointer.load(resume_from)
-        if state.step >= cadence.last_step or state.out_of_patience(config.train):
-            log.message(
-                f"nothing to train: {resume_from} ended its run at step {state.step}; to go on, "
-                "raise train.epochs, train.max_steps or train.early_stop_patience"
-            )
-            return {}
     started, validation, stopping = time.perf_counter(), {}, None
-    with log:  # on an exception, run.json says failed, interrupted or time_limit
-        log.start(resume_from)
+    # On an exception, run.json says failed, interrupted or time_limit; a folder made for this
+    # run that it never wrote to is removed.
+    with removed_if_left_empty(folder), log:
+        tracker_run_id = None
+        if resume_from is not None:
+            tracker_run_id = checkpointer.load(resume_from).get("tracker_run_id")
+            if state.step >= cadence.last_step or state.out_of_patience(config.train):
+                log.message(
+                    f"nothing to train: {resume_from} ended its run at step {state.step}; to go "
+                    "on, raise train.epochs, train.max_steps or train.early_stop_patience"
+                )
+                return {}
+        log.message(f"run folder: {config.output_dir}{f'; {folder.note}' if folder.note else ''}")
+        log.start(resume_from, tracker_run_id)
         if trainer.autocast_dtype is None and config.train.amp != "off":
             log.message(f"train.amp={config.train.amp} ignored: mixed precision needs CUDA")
         for epoch, batches in batches_per_step(train_loader, train_sampler, state, config.train):
@@ -253,12 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"config error: {error}", file=sys.stderr)
         return 2
-    except (
-        TrainingFailedError,
-        DatasetMissingError,
-        DatasetDamagedError,
-        CheckpointDamagedError,
-    ) as error:
+    except FAILURES as error:
         print(f"training failed: {error}", file=sys.stderr)
         return 1
     except PreemptedError as error:

@@ -174,28 +174,49 @@ class Trainer:
         steps = [StepRecord(first_step + i, lr, loss) for i, (lr, loss) in enumerate(pairs)]
         return Synced(steps, norm, stop_requested, time_up)
 
-    @torch.no_grad()
     def evaluate(self, loader: torch.utils.data.DataLoader[Batch]) -> dict[str, float]:
         """Validation loss and accuracy over every rank's shard."""
-        self.model.eval()
-        totals = torch.zeros(3, device=self.device)  # summed loss, correct, count
+        loss, accuracy = evaluate_model(
+            self.model, loader, self.device, self.autocast_dtype, self.context
+        )
+        self.model.train()
+        return {"val_loss": loss, "val_accuracy": accuracy}
+
+    def mixed_precision(self) -> contextlib.AbstractContextManager[object]:
+        return mixed_precision(self.device, self.autocast_dtype)
+
+
+def evaluate_model(
+    model: nn.Module,
+    loader: torch.utils.data.DataLoader[Batch],
+    device: torch.device,
+    autocast_dtype: torch.dtype | None,
+    context: DistributedContext,
+) -> tuple[float, float]:
+    """Mean loss and accuracy over `loader` (every rank's shard); leaves `model` in eval mode.
+    The `evaluate` command calls this too, so it reproduces the numbers training logged."""
+    model.eval()
+    totals = torch.zeros(3, device=device)  # summed loss, correct, count
+    with torch.no_grad():
         for images, labels in loader:
-            images, labels = images.to(self.device), labels.to(self.device)
-            with self.mixed_precision():
-                logits = self.model(images)
+            images, labels = images.to(device), labels.to(device)
+            with mixed_precision(device, autocast_dtype):
+                logits = model(images)
             totals[0] += nn.functional.cross_entropy(logits.float(), labels, reduction="sum")
             totals[1] += (logits.argmax(dim=1) == labels).sum()
             totals[2] += len(labels)
-        self.model.train()
-        summed = average_across_ranks(totals, self.context) * self.context.world_size
-        loss_sum, correct, count = summed.tolist()
-        return {"val_loss": loss_sum / count, "val_accuracy": correct / count}
+    summed = average_across_ranks(totals, context) * context.world_size
+    loss_sum, correct, count = summed.tolist()
+    return loss_sum / count, correct / count
 
-    def mixed_precision(self) -> contextlib.AbstractContextManager[object]:
-        """Autocast when AMP is on; otherwise no context at all (a disabled one costs time)."""
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+def mixed_precision(
+    device: torch.device, autocast_dtype: torch.dtype | None
+) -> contextlib.AbstractContextManager[object]:
+    """Autocast when AMP is on; otherwise no context at all (a disabled one costs time)."""
+    if autocast_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=autocast_dtype)
 
 
 def build_trainer(

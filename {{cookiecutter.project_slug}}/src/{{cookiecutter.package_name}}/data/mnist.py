@@ -19,8 +19,11 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from .preprocessing import Preprocessing
+
 IDX_UNSIGNED_BYTE = 0x08
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # of the training images' pixels in [0, 1]
+VALIDATION_SHARE = 12  # one twelfth of the training files validates
 # Checksums of the gzipped files as published with the dataset (torchvision uses the same).
 FILES_MD5 = {
     "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
@@ -84,7 +87,8 @@ def find_file(root: Path, gz_name: str) -> Path:
 
 
 def load_split(root: Path, prefix: str) -> TensorDataset:
-    """`prefix` is "train" or "t10k"; images become normalised float32 of shape (N, 1, 28, 28)."""
+    """`prefix` is "train" or "t10k" (the test split); images become normalised float32 of shape
+    (N, 1, 28, 28)."""
     images = read_idx(find_file(root, f"{prefix}-images-idx3-ubyte.gz"))
     labels = read_idx(find_file(root, f"{prefix}-labels-idx1-ubyte.gz"))
     if len(images) != len(labels):
@@ -92,13 +96,21 @@ def load_split(root: Path, prefix: str) -> TensorDataset:
             f"{root}: {len(images)} {prefix} images but {len(labels)} labels; "
             "both files must come from the same MNIST release: download them again"
         )
-    pixels = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
+    pixels = torch.from_numpy(images.copy()).unsqueeze(1)  # frombuffer's array is read-only
+    preprocessing = Preprocessing(1, 28, 28, (MNIST_MEAN,), (MNIST_STD,), ())
     targets = torch.from_numpy(labels.astype(np.int64))
-    return TensorDataset((pixels - MNIST_MEAN) / MNIST_STD, targets)
+    return TensorDataset(preprocessing.pixels_to_input(pixels), targets)
 
 
 def load_mnist(root: Path) -> tuple[TensorDataset, TensorDataset]:
-    return load_split(root, "train"), load_split(root, "t10k")
+    """Train and validation: the training files' last twelfth (5,000 of 60,000) validates, so
+    that best.pt and early stopping never look at the test split."""
+    images, labels = load_split(root, "train").tensors
+    split = len(images) - max(1, len(images) // VALIDATION_SHARE)
+    return (
+        TensorDataset(images[:split], labels[:split]),
+        TensorDataset(images[split:], labels[split:]),
+    )
 
 
 def md5_of(path: Path) -> str:

@@ -25,3 +25,18 @@ def make_synthetic_splits(
     train = TensorDataset(images[:num_train], labels[:num_train])
     val = TensorDataset(images[num_train:], labels[num_train:])
     return train, val
+
+
+def make_synthetic_test_split(
+    num_train: int, num_val: int, num_classes: int, image_size: int, seed: int
+) -> TensorDataset:
+    """`num_val` more samples of the same distribution, drawn after train and validation (which
+    therefore stay exactly as they were)."""
+    generator = torch.Generator().manual_seed(seed)
+    prototypes = torch.randn(num_classes, 1, image_size, image_size, generator=generator)
+    total = num_train + num_val
+    torch.randint(0, num_classes, (total,), generator=generator)  # train and validation's draws
+    torch.randn(total, 1, image_size, image_size, generator=generator)
+    labels = torch.randint(0, num_classes, (num_val,), generator=generator)
+    noise = torch.randn(num_val, 1, image_size, image_size, generator=generator)
+    return TensorDataset(prototypes[labels] + NOISE_SCALE * noise, labels)

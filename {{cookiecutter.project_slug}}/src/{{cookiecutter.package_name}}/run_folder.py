@@ -1,0 +1,144 @@
+"""Where a run writes, so that two runs never share a folder.
+
+- Without `output_dir`, every new run gets a folder of its own, `outputs/<name>/<UTC time>`
+  (`name` defaults to the config file's name: `configs/smoke.yaml` -> `outputs/smoke/...`), and
+  `resume=auto` continues the run of that name that saved a checkpoint last.
+- `output_dir=X` makes X the run folder itself (scripts, CI and sweeps read `X/metrics.jsonl`).
+  A new run into an X that already holds a run is refused before anything is written, as Hugging
+  Face's `overwrite_output_dir` does: continue it with `resume=auto`, or choose another folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Config, ConfigError
+from .distributed import DistributedContext, share_from_main
+
+RUNS_ROOT = Path("outputs")
+# Any of these means a run has written here: a new run must not touch them.
+RUN_FILES = ("run.json", "metrics.jsonl", "config.yaml", "checkpoints")
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    path: Path
+    resume: Path | None  # the checkpoint to continue from; None starts a new run
+    created: bool = False  # made for this run (it is removed again if the run never wrote)
+    note: str | None = None  # what the run should say about this choice, if anything
+
+
+def agree_on_run_folder(config: Config, context: DistributedContext) -> RunFolder:
+    """The main process chooses (under torchrun, ranks could see different clocks and files);
+    every rank gets its choice, or raises its error."""
+    chosen: RunFolder | ConfigError | None = None
+    if context.is_main:
+        try:
+            chosen = choose_run_folder(config)
+        except ConfigError as error:
+            chosen = error  # raised on every rank below, not just here: no rank waits for ever
+    chosen = share_from_main(chosen, context)
+    if isinstance(chosen, ConfigError):
+        raise chosen
+    assert chosen is not None  # the main process always chose
+    return chosen
+
+
+def holds_run(folder: Path) -> bool:
+    return any((folder / name).exists() for name in RUN_FILES)
+
+
+def choose_run_folder(config: Config) -> RunFolder:
+    """The folder and checkpoint this run uses; a new folder is created here, so that two runs
+    started in the same second cannot both take it. Called by the main process only."""
+    if config.output_dir:
+        return explicit_folder(config, Path(config.output_dir))
+    runs = RUNS_ROOT / config.name
+    if config.resume == "auto":
+        latest = latest_resumable_run(runs)
+        if latest is not None:
+            return RunFolder(latest, latest / "checkpoints" / "last.pt")
+        return RunFolder(
+            new_run_folder(runs),
+            None,
+            created=True,
+            note=f"resume=auto: no run in {runs} has a checkpoint yet, so this is a new run",
+        )
+    if config.resume:
+        checkpoint = existing_checkpoint(config.resume)
+        # <run>/checkpoints/last.pt continues in <run>; any other file starts a new folder.
+        run = checkpoint.parent.parent
+        inside_a_run = checkpoint.parent.name == "checkpoints" and (run / "run.json").is_file()
+        if inside_a_run:
+            return RunFolder(run, checkpoint)
+        return RunFolder(new_run_folder(runs), checkpoint, created=True)
+    return RunFolder(new_run_folder(runs), None, created=True)
+
+
+def explicit_folder(config: Config, folder: Path) -> RunFolder:
+    last = folder / "checkpoints" / "last.pt"
+    if config.resume == "auto":
+        if last.is_file():
+            return RunFolder(folder, last)
+        if holds_run(folder):
+            # Asked to continue, but the run died before its first checkpoint: redo it in place.
+            return RunFolder(folder, None, note=f"resume=auto: {last} not found; starting over")
+        return RunFolder(folder, None)
+    if config.resume:
+        checkpoint = existing_checkpoint(config.resume)
+        if holds_run(folder) and checkpoint.resolve().parent != (folder / "checkpoints").resolve():
+            raise ConfigError(
+                f"output_dir={folder} holds another run; to continue from {checkpoint} choose "
+                "an empty output_dir, or leave output_dir out for a new folder"
+            )
+        return RunFolder(folder, checkpoint)
+    if holds_run(folder):
+        raise ConfigError(
+            f"output_dir={folder} already holds a run; continue it with resume=auto, or start "
+            "over in a new folder (another output_dir, or none for outputs/<name>/<time>)"
+        )
+    return RunFolder(folder, None)
+
+
+@contextlib.contextmanager
+def removed_if_left_empty(folder: RunFolder) -> Iterator[None]:
+    """A run that fails before writing anything (missing data, a tracker's package) leaves no
+    empty folder behind in outputs/."""
+    try:
+        yield
+    finally:
+        if folder.created and folder.path.is_dir() and not any(folder.path.iterdir()):
+            folder.path.rmdir()
+
+
+def existing_checkpoint(resume: str) -> Path:
+    path = Path(resume)
+    if not path.is_file():
+        raise ConfigError(f"resume={resume!r}: no such checkpoint; use resume=auto or a path")
+    return path
+
+
+def latest_resumable_run(runs: Path) -> Path | None:
+    """The folder under `runs` whose `last.pt` was written last (any folder name: a SLURM job's
+    `slurm-<id>` too), or None."""
+    checkpoints = runs.glob("*/checkpoints/last.pt") if runs.is_dir() else iter(())
+    latest = max(checkpoints, key=lambda path: path.stat().st_mtime_ns, default=None)
+    return None if latest is None else latest.parent.parent
+
+
+def new_run_folder(runs: Path) -> Path:
+    """`runs/<UTC time>`, or `<time>-2`, `-3`, ... when runs start in the same second."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    runs.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, 1000):
+        folder = runs / (stamp if attempt == 1 else f"{stamp}-{attempt}")
+        try:
+            folder.mkdir()  # atomic: of two runs racing for a name, one gets it
+        except FileExistsError:
+            continue
+        return folder
+    raise ConfigError(f"could not make a new run folder in {runs}; set output_dir")

@@ -1,0 +1,97 @@
+"""Two runs never share a folder, and a new run never touches an earlier run's files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from {{ cookiecutter.package_name }}.config import ConfigError, load_config
+from {{ cookiecutter.package_name }}.preemption import PreemptedError
+from {{ cookiecutter.package_name }}.train import main, run
+
+if TYPE_CHECKING:
+    from conftest import StopAtSync, TrainSmoke
+
+
+def contents(folder: Path) -> dict[str, bytes]:
+    """Every file below `folder`, by relative path."""
+    return {
+        str(path.relative_to(folder)): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def run_folders(root: Path) -> list[Path]:
+    runs = root / "outputs" / "smoke"
+    return sorted(runs.iterdir()) if runs.is_dir() else []
+
+
+def test_a_new_run_into_a_folder_holding_a_run_is_refused_and_changes_nothing(
+    train_smoke: TrainSmoke, smoke_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = train_smoke("run", "train.epochs=1")
+    before = contents(first)
+    capsys.readouterr()
+    code = main(["--config", str(smoke_config), f"output_dir={first}", "train.epochs=1"])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert f"output_dir={first} already holds a run" in error
+    assert "resume=auto" in error
+    assert contents(first) == before
+
+
+def test_runs_without_output_dir_get_a_new_folder_each(
+    smoke_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["--config", str(smoke_config), "train.epochs=1"]) == 0
+    (first,) = run_folders(tmp_path)
+    before = contents(first)
+    assert main(["--config", str(smoke_config), "train.epochs=1"]) == 0
+    assert len(run_folders(tmp_path)) == 2
+    assert contents(first) == before
+    for folder in run_folders(tmp_path):
+        manifest = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+        assert manifest["status"] == "completed"
+
+
+def test_resume_auto_without_output_dir_continues_the_latest_run(
+    smoke_config: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    stop_at_sync: type[StopAtSync],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["--config", str(smoke_config), "train.epochs=1"]) == 0  # an older, finished run
+    with pytest.raises(PreemptedError):
+        run(load_config(smoke_config), stop_at_sync(2))
+    older, stopped = run_folders(tmp_path)
+    assert main(["--config", str(smoke_config), "resume=auto"]) == 0
+    assert run_folders(tmp_path) == [older, stopped]  # no new folder
+    manifest = json.loads((stopped / "run.json").read_text(encoding="utf-8"))
+    assert manifest["status"] == "completed"
+    assert manifest["resumed_from"] == str(
+        stopped.relative_to(tmp_path) / "checkpoints" / "last.pt"
+    )
+
+
+def test_a_run_that_fails_before_writing_leaves_no_empty_folder(
+    smoke_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    damaged = tmp_path / "downloaded.pt"
+    damaged.write_bytes(b"not a checkpoint")
+    # A checkpoint outside any run folder resumes into a new folder, made before it is read.
+    assert main(["--config", str(smoke_config), f"resume={damaged}"]) == 1
+    assert run_folders(tmp_path) == []
+
+
+def test_name_must_be_a_plain_folder_name(smoke_config: Path) -> None:
+    assert load_config(smoke_config).name == "smoke"  # from the file's name
+    with pytest.raises(ConfigError, match=r"name='\.\./elsewhere'"):
+        load_config(smoke_config, ["name=../elsewhere"])
