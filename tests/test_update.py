@@ -54,7 +54,8 @@ def edit(path: Path, old: str, new: str) -> None:
 
 def commit(repository: Path, message: str) -> None:
     run("git", "add", "-A", cwd=repository)
-    run("git", "commit", "-q", "-m", message, cwd=repository)
+    # --allow-empty: a clean checkout (CI's) committed over its own clone changes nothing.
+    run("git", "commit", "-q", "--allow-empty", "-m", message, cwd=repository)
 
 
 def snapshot(repository: Path) -> Path:

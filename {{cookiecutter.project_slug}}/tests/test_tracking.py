@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -67,9 +68,9 @@ def tracker_run_ids(output_dir: Path, backend: str) -> list[str]:
         # into the run of that id.
         folders = (output_dir / "wandb").glob("offline-run-*")
         return sorted({folder.name.rsplit("-", 1)[1] for folder in folders})
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=(output_dir / "mlruns").resolve().as_uri())
+    # Imported by name: only the mlflow bake has the package (and its types).
+    mlflow_tracking: Any = importlib.import_module("mlflow.tracking")
+    client = mlflow_tracking.MlflowClient(tracking_uri=(output_dir / "mlruns").resolve().as_uri())
     experiment = client.get_experiment_by_name("{{ cookiecutter.project_slug }}")
     assert experiment is not None
     runs = client.search_runs([experiment.experiment_id])
