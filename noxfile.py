@@ -153,3 +153,24 @@ def demo(session: nox.Session) -> None:
         f"Your demo project is in {project}. Next: cd {project} && source .venv/bin/activate, "
         "then read its README.md (training, tests, CPU-only tips)."
     )
+
+
+@nox.session(name="example-report", default=False)
+def example_report(session: nox.Session) -> None:
+    """Regenerate docs/content/comparing-experiments/ (not in `nox`): a 2 learning rates x 2 seeds
+    sweep of a fresh bake's smoke config, and its report with plots."""
+    scratch = Path(tempfile.mkdtemp(prefix="torch-template-example-"))
+    env = {**torch_install_env(scratch), "UV_COMPILE_BYTECODE": "1"}
+    session.install("--group", "test", env=env)
+    project = bake(session, scratch / "example")
+    session.install(str(project), "matplotlib>=3.8", env=env)
+    package = package_name(project)
+    published = TEMPLATE_ROOT / "docs" / "content" / "comparing-experiments"
+    session.chdir(project)
+    root = "outputs/smoke/sweep"  # relative: the report names runs as a user would see them
+    session.run(
+        "python", "-m", f"{package}.sweep", "--config", "configs/smoke.yaml", "--seeds", "0,1",
+        "--grid", "optim.lr=0.001,0.003", "--output-root", root, "--jobs", "2",
+    )  # fmt: skip
+    session.run("python", "-m", f"{package}.report", root, "--out", str(published))
+    shutil.rmtree(scratch)

@@ -61,3 +61,13 @@ def test_nav_lists_every_page() -> None:
     config = (TEMPLATE_ROOT / "docs" / "mkdocs.yml").read_text(encoding="utf-8")
     pages = {p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md")}
     assert pages == set(re.findall(r": ([\w/.-]+\.md)$", config, flags=re.MULTILINE))
+
+
+def test_the_example_report_and_its_plots_are_published() -> None:
+    """`nox -s example-report` wrote them; the Comparing experiments page shows them."""
+    example = DOCS / "comparing-experiments"
+    report = (example / "report.md").read_text(encoding="utf-8")
+    assert "## By configuration (mean ± standard deviation over seeds)" in report
+    for image in ("loss.png", "validation.png"):
+        assert f"]({image})" in report
+        assert (example / image).read_bytes().startswith(b"\x89PNG")

@@ -84,7 +84,7 @@ class StopAtSync(StopRequest):
         self.signal_number = signal.SIGTERM
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def stop_at_sync() -> type[StopAtSync]:
     return StopAtSync
 

@@ -64,10 +64,12 @@ def test_a_resumed_run_continues_the_same_tracker_run(
 def tracker_run_ids(output_dir: Path, backend: str) -> list[str]:
     """The run ids the tracker itself recorded, read from its offline files."""
     if backend == "wandb":
-        # Offline runs are folders offline-run-<time>-<run id>; `wandb sync` uploads each segment
-        # into the run of that id.
-        folders = (output_dir / "wandb").glob("offline-run-*")
-        return sorted({folder.name.rsplit("-", 1)[1] for folder in folders})
+        # Each offline segment is a folder offline-run-<time>-<run id>[-<n>] holding
+        # run-<run id>.wandb; `wandb sync` uploads each segment into the run of that id.
+        logs = output_dir.glob("wandb/offline-run-*/run-*.wandb")
+        ids = [log.stem.removeprefix("run-") for log in logs]
+        assert len(ids) == 2  # the first segment and the resumed one
+        return sorted(set(ids))
     # Imported by name: only the mlflow bake has the package (and its types).
     mlflow_tracking: Any = importlib.import_module("mlflow.tracking")
     client = mlflow_tracking.MlflowClient(tracking_uri=(output_dir / "mlruns").resolve().as_uri())

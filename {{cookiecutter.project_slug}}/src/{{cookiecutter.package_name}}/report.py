@@ -1,0 +1,260 @@
+"""Compare runs: `python -m <package>.report RUN_OR_SWEEP_DIR ... [--out DIR]`.
+
+Finds every run (a folder with run.json) below the given folders and writes DIR/report.md: a
+table of runs (the config keys that differ between them, seed, commit, status, final and best
+metrics) and a table per configuration with mean ± std over its seeds; and, with matplotlib
+installed (the dev group: scripts/setup_dev.sh), loss.png (training loss per step) and
+validation.png (validation loss and accuracy per evaluation): one line per run, the runs of one
+configuration in one colour with a band from the lowest to the highest seed. A run whose files
+cannot be read is named in the report and skipped. `--out` defaults to the first folder's
+`report/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .commands import run_command
+from .config import ConfigError
+from .tracking import flatten
+
+# Keys that differ between any two runs without making them different experiments.
+NOT_CONFIGURATION = {"seed", "output_dir", "resume"}
+NO_PLOTS = (
+    "Plots need matplotlib: `uv pip install matplotlib` (it is in the dev group that "
+    "`bash scripts/setup_dev.sh` installs), then run the report again."
+)
+
+
+@dataclass
+class Run:
+    folder: Path
+    config: dict[str, Any]  # flattened: {"optim.lr": 0.001, ...}
+    manifest: dict[str, Any]
+    steps: list[tuple[int, float]]  # (step, training loss)
+    evaluations: list[dict[str, float]]  # step, val_loss, val_accuracy, ...
+
+    @property
+    def best_val_loss(self) -> float:
+        return min((record["val_loss"] for record in self.evaluations), default=math.nan)
+
+    @property
+    def best_val_accuracy(self) -> float:
+        return max((record["val_accuracy"] for record in self.evaluations), default=math.nan)
+
+    @property
+    def final(self) -> dict[str, float]:
+        """The last evaluation (with its epoch's training loss so far)."""
+        return self.evaluations[-1] if self.evaluations else {}
+
+
+class RunUnreadableError(ValueError):
+    """A run's files cannot be read; the message names the file and the line."""
+
+
+def find_run_folders(paths: Sequence[Path]) -> list[Path]:
+    folders: list[Path] = []
+    for path in paths:
+        if not path.is_dir():
+            raise ConfigError(f"{path} is not a folder; pass run or sweep folders")
+        found = sorted(manifest.parent for manifest in path.rglob("run.json"))
+        folders += [folder for folder in found if folder not in folders]
+    if not folders:
+        raise ConfigError(f"no runs (folders with run.json) below {', '.join(map(str, paths))}")
+    return folders
+
+
+def read_run(folder: Path) -> Run:
+    try:
+        manifest = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+        config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
+    except (OSError, ValueError, yaml.YAMLError) as error:
+        raise RunUnreadableError(
+            f"{folder}: run.json or config.yaml unreadable ({error})"
+        ) from None
+    steps, evaluations = [], []
+    metrics = folder / "metrics.jsonl"
+    lines = metrics.read_text(encoding="utf-8").splitlines() if metrics.is_file() else []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            raise RunUnreadableError(f"{metrics} line {number} is not JSON") from None
+        if "loss" in record:
+            steps.append((int(record["step"]), float(record["loss"])))
+        if "val_loss" in record:
+            evaluations.append(record)
+    return Run(folder, flatten(config), manifest, steps, evaluations)
+
+
+def differing_keys(runs: Sequence[Run]) -> list[str]:
+    keys = sorted({key for run in runs for key in run.config} - NOT_CONFIGURATION)
+    return [key for key in keys if len({repr(run.config.get(key)) for run in runs}) > 1]
+
+
+def configuration(run: Run, keys: Sequence[str]) -> str:
+    return ", ".join(f"{key}={run.config.get(key)}" for key in keys) or "(one configuration)"
+
+
+def number(value: float) -> str:
+    return "—" if math.isnan(value) else f"{value:.4f}"
+
+
+def mean_and_spread(values: Sequence[float]) -> str:
+    present = [value for value in values if not math.isnan(value)]
+    if not present:
+        return "—"
+    if len(present) == 1:
+        return f"{present[0]:.4f}"
+    return f"{statistics.mean(present):.4f} ± {statistics.stdev(present):.4f}"
+
+
+def runs_table(runs: Sequence[Run], keys: Sequence[str], base: Path) -> list[str]:
+    header = ["run", *keys, "seed", "commit", "status", "final train_loss", "final val_loss",
+              "best val_loss", "best val_accuracy"]  # fmt: skip
+    rows = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for run in runs:
+        commit = str(run.manifest.get("git_sha") or "—")[:8]
+        final = [run.final.get(name, math.nan) for name in ("train_loss", "val_loss")]
+        cells = [
+            relative(run.folder, base), *(str(run.config.get(key)) for key in keys),
+            str(run.config.get("seed")), commit, str(run.manifest.get("status")),
+            *map(number, final), number(run.best_val_loss), number(run.best_val_accuracy),
+        ]  # fmt: skip
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
+def groups_table(groups: dict[str, list[Run]]) -> list[str]:
+    rows = [
+        "| configuration | runs | seeds | final val_loss | best val_loss | best val_accuracy |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, members in groups.items():
+        seeds = ", ".join(str(run.config.get("seed")) for run in members)
+        final = [run.final.get("val_loss", math.nan) for run in members]
+        cells = [name, str(len(members)), seeds, mean_and_spread(final),
+                 mean_and_spread([run.best_val_loss for run in members]),
+                 mean_and_spread([run.best_val_accuracy for run in members])]  # fmt: skip
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
+def relative(folder: Path, base: Path) -> str:
+    try:
+        return str(folder.relative_to(base)) or "."
+    except ValueError:
+        return str(folder)
+
+
+def plot(groups: dict[str, list[Run]], out: Path) -> list[str]:
+    """loss.png and validation.png; returns their names (none without matplotlib)."""
+    try:
+        # Optional (the dev group), so the type checker may not find it.
+        import matplotlib  # type: ignore[import-not-found, unused-ignore]
+
+        matplotlib.use("Agg")  # files only: no display needed
+        import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        return []
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    for index, (name, members) in enumerate(groups.items()):
+        colour = colours[index % len(colours)]
+        curves = [dict(run.steps) for run in members]
+        for run in members:
+            axis.plot(*zip(*run.steps, strict=True), color=colour, linewidth=0.8, alpha=0.6)
+        band(axis, curves, colour, name)
+    axis.set(xlabel="optimizer step", ylabel="training loss", title="Training loss per step")
+    axis.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(out / "loss.png", dpi=120)
+    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for index, (name, members) in enumerate(groups.items()):
+        colour = colours[index % len(colours)]
+        for metric, axis in (("val_loss", loss_axis), ("val_accuracy", accuracy_axis)):
+            curves = [{int(r["step"]): r[metric] for r in run.evaluations} for run in members]
+            for curve in curves:
+                axis.plot(list(curve), list(curve.values()), color=colour, marker="o",
+                          markersize=3, linewidth=0.8, alpha=0.6)  # fmt: skip
+            band(axis, curves, colour, name)
+    loss_axis.set(xlabel="optimizer step", ylabel="validation loss", title="Validation loss")
+    accuracy_axis.set(
+        xlabel="optimizer step", ylabel="validation accuracy", title="Validation accuracy"
+    )
+    loss_axis.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(out / "validation.png", dpi=120)
+    plt.close("all")
+    return ["loss.png", "validation.png"]
+
+
+def band(axis: Any, curves: Sequence[dict[int, float]], colour: str, label: str) -> None:
+    """The range across seeds at every step all of them reached, labelled with the config."""
+    shared = sorted(set.intersection(*(set(curve) for curve in curves))) if curves else []
+    if not shared:
+        return
+    low = [min(curve[step] for curve in curves) for step in shared]
+    high = [max(curve[step] for curve in curves) for step in shared]
+    axis.fill_between(shared, low, high, color=colour, alpha=0.2, linewidth=0, label=label)
+
+
+def write_report(paths: Sequence[Path], out: Path) -> Path:
+    runs, skipped = [], []
+    for folder in find_run_folders(paths):
+        try:
+            runs.append(read_run(folder))
+        except RunUnreadableError as error:
+            skipped.append(str(error))
+            print(f"report: skipped {error}", file=sys.stderr)
+    if not runs:
+        raise ConfigError(f"no readable runs: {'; '.join(skipped)}")
+    keys = differing_keys(runs)
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(configuration(run, keys), []).append(run)
+    out.mkdir(parents=True, exist_ok=True)
+    images = plot(groups, out)
+    base = paths[0] if len(paths) == 1 else Path.cwd()
+    lines = [f"# Report: {len(runs)} runs in {', '.join(map(str, paths))}", ""]
+    lines += ["## Runs", "", *runs_table(runs, keys, base), ""]
+    lines += ["## By configuration (mean ± standard deviation over seeds)", "",
+              *groups_table(groups), ""]  # fmt: skip
+    if images:
+        lines += ["## Curves", "", *(f"![{image}]({image})" for image in images), ""]
+    else:
+        lines += [NO_PLOTS, ""]
+    if skipped:
+        lines += ["## Skipped", "", *(f"- {reason}" for reason in skipped), ""]
+    report = out / "report.md"
+    report.write_text("\n".join(lines), encoding="utf-8")
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Tables and plots comparing training runs.")
+    parser.add_argument("folders", nargs="+", type=Path, help="run or sweep folders")
+    parser.add_argument("--out", type=Path, help="default: the first folder's report/")
+    arguments = parser.parse_args(argv)
+
+    def report() -> None:
+        out = arguments.out or arguments.folders[0] / "report"
+        print(f"wrote {write_report(arguments.folders, out)}")
+
+    return run_command("report", report)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
