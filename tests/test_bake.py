@@ -22,6 +22,7 @@ DEFAULT_FILES = {
     ".github/dependabot.yml",
     ".github/labels.yml",
     ".github/pull_request_template.md",
+    ".github/requirements-template-update.txt",
     ".github/requirements.txt",
     ".github/workflows/ci.yml",
     ".github/workflows/docker.yml",

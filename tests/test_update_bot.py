@@ -213,7 +213,8 @@ def workflow_steps(job: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_only_the_job_without_template_code_may_write(tmp_path: Path) -> None:
-    text = (bake(tmp_path) / ".github/workflows/template-update.yml").read_text(encoding="utf-8")
+    project = bake(tmp_path)
+    text = (project / ".github/workflows/template-update.yml").read_text(encoding="utf-8")
     workflow = yaml.safe_load(text)
     render, open_pr = workflow["jobs"]["render"], workflow["jobs"]["open-pr"]
     assert workflow["permissions"] == {}
@@ -221,7 +222,12 @@ def test_only_the_job_without_template_code_may_write(tmp_path: Path) -> None:
     checkout = workflow_steps(render)[0]
     assert checkout["uses"].startswith("actions/checkout@")
     assert checkout["with"]["fetch-depth"] == 0
-    assert re.search(r'"cruft==[\d.]+"', text)  # the version that renders is pinned
+    # The version that renders is pinned, where Dependabot can update it.
+    assert "pip install -r .github/requirements-template-update.txt" in text
+    pins = (project / ".github/requirements-template-update.txt").read_text(encoding="utf-8")
+    assert re.search(r"^cruft==[\d.]+$", pins, flags=re.MULTILINE)
+    # The writing job's secrets live in an environment only the default branch may use.
+    assert open_pr["environment"] == "template-update"
     # The writing job runs git and shell only: nothing from the template or the project.
     scripts = " ".join(step.get("run", "") for step in workflow_steps(open_pr))
     commands = re.sub(r"<<'EOF'.*?\nEOF\n", "", scripts, flags=re.DOTALL)  # not the summary text
@@ -232,3 +238,18 @@ def test_only_the_job_without_template_code_may_write(tmp_path: Path) -> None:
     assert "permission-workflows" in text  # the App token may push workflow changes
     for line in re.findall(r"uses: (\S+ .*)", text):
         assert re.fullmatch(r"[\w./-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+", line), line
+
+
+def test_a_template_without_releases_is_a_notice_not_a_failure(
+    project: Path, tmp_path: Path
+) -> None:
+    state_file = project / ".cruft.json"
+    state = json.loads(state_file.read_text(encoding="utf-8"))
+    untagged = tmp_path / "untagged"
+    run("git", "clone", "-q", "--no-tags", state["template"], str(untagged), cwd=tmp_path)
+    state_file.write_text(json.dumps({**state, "template": str(untagged)}), encoding="utf-8")
+    result, outputs = update(project, tmp_path / "out")
+    assert (result.returncode, outputs) == (0, "update=false\n"), result.stderr
+    assert "no release tag (vX.Y.Z) yet" in result.stdout
+    assert "TEMPLATE_UPDATE_REF=main" in result.stdout
+    assert not (tmp_path / "out").exists()

@@ -29,7 +29,7 @@ RELEASE_TAG = re.compile(r"^v\d+\.\d+\.\d+$")
 # `## 0.2.0 — 2026-12-14` or `## Unreleased`: the section headings of the template's CHANGELOG.md.
 SECTION = re.compile(r"^## (?:(\d+\.\d+\.\d+) — \d{4}-\d{2}-\d{2}|Unreleased)$", re.MULTILINE)
 CONFLICT_MARKER = re.compile(r"^<{7} ", re.MULTILINE)
-COMMIT = "^{commit}"  # git's suffix that peels a tag to its commit
+PEEL_TO_COMMIT = "^{commit}"  # git's suffix that turns a tag or branch into its commit
 
 
 class UpdateError(Exception):
@@ -51,20 +51,15 @@ def version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.removeprefix("v").split("."))
 
 
-def newest_release(clone: Path) -> str:
+def newest_release(clone: Path) -> str | None:
     tags = [tag for tag in checked_git("tag", cwd=clone).split() if RELEASE_TAG.match(tag)]
-    if not tags:
-        raise UpdateError(
-            "the template has no release tag (vX.Y.Z) yet. Fix: follow its branch instead, "
-            "with --ref main (in CI: the repository variable TEMPLATE_UPDATE_REF=main)."
-        )
-    return max(tags, key=version_key)
+    return max(tags, key=version_key) if tags else None
 
 
 def resolve(clone: Path, ref: str) -> str:
     """The commit that a tag, a branch of the template or a commit id names."""
     for candidate in (f"refs/tags/{ref}", f"refs/remotes/origin/{ref}", ref):
-        result = git("rev-parse", "--verify", "--quiet", candidate + COMMIT, cwd=clone)
+        result = git("rev-parse", "--verify", "--quiet", candidate + PEEL_TO_COMMIT, cwd=clone)
         if result.returncode == 0:
             return result.stdout.strip()
     raise UpdateError(f"{ref!r} is no tag, branch or commit of the template. Fix: check the ref.")
@@ -160,8 +155,17 @@ def update(project: Path, ref: str | None, out: Path | None) -> bool:
         checked_git("clone", "--quiet", "--filter=blob:none", "--no-checkout",
                     state["template"], str(clone), cwd=project)  # fmt: skip
         target = ref or newest_release(clone)
+        if target is None:  # a notice, not a failure: nothing is wrong with this project
+            notice = (
+                "The template has no release tag (vX.Y.Z) yet, so there is nothing to update to. "
+                "To follow its branch instead: --ref main (in CI: the repository variable "
+                "TEMPLATE_UPDATE_REF=main)."
+            )
+            append("GITHUB_STEP_SUMMARY", notice)
+            print(f"template-update: {notice}")
+            return False
         target_commit = resolve(clone, target)
-        if git("cat-file", "-e", baked_from + COMMIT, cwd=clone).returncode != 0:
+        if git("cat-file", "-e", baked_from + PEEL_TO_COMMIT, cwd=clone).returncode != 0:
             raise UpdateError(
                 f"the commit in .cruft.json, {baked_from}, is not in the template's history. "
                 "Fix: set it to the template commit this project was last updated to."
@@ -189,8 +193,12 @@ def update(project: Path, ref: str | None, out: Path | None) -> bool:
         print(body)
     else:
         out.mkdir(parents=True, exist_ok=True)
-        patch = checked_git("diff", "--cached", "--binary", cwd=project)
-        (out / "update.patch").write_text(patch, encoding="utf-8")
+        # Bytes as git wrote them: text mode would drop the \r of CRLF files (and git apply
+        # would then refuse the patch) or fail on a file that is not UTF-8.
+        patch = subprocess.run(
+            ["git", "diff", "--cached", "--binary"], cwd=project, capture_output=True, check=True
+        ).stdout
+        (out / "update.patch").write_bytes(patch)
         (out / "title.txt").write_text(f"chore: update from torch-template {to_label}\n")
         (out / "pr-body.md").write_text(body, encoding="utf-8")
     print(f"template-update: {from_label} -> {to_label}: {len(staged)} files changed, "
