@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 
 from .config import ConfigError
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -54,8 +51,8 @@ def synchronize(context: DistributedContext) -> None:
         dist.barrier()
 
 
-def share_from_main(value: T, context: DistributedContext) -> T:
-    """The main process's `value`, on every rank (any picklable object)."""
+def share_from_main(value: object, context: DistributedContext) -> object:
+    """The main process's `value`, on every rank (any picklable object; check its type)."""
     if not context.is_distributed:
         return value
     box = [value]

@@ -41,11 +41,12 @@ def agree_on_run_folder(config: Config, context: DistributedContext) -> RunFolde
             chosen = choose_run_folder(config)
         except ConfigError as error:
             chosen = error  # raised on every rank below, not just here: no rank waits for ever
-    chosen = share_from_main(chosen, context)
-    if isinstance(chosen, ConfigError):
-        raise chosen
-    assert chosen is not None  # the main process always chose
-    return chosen
+    shared = share_from_main(chosen, context)
+    if isinstance(shared, ConfigError):
+        raise shared
+    if not isinstance(shared, RunFolder):
+        raise TypeError(f"the main process shared {shared!r}, not a run folder")
+    return shared
 
 
 def holds_run(folder: Path) -> bool:
