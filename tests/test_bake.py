@@ -95,6 +95,8 @@ DEFAULT_FILES = {
     "tests/test_tracking.py",
     "tests/test_train.py",
     "tests/test_training_knobs.py",
+    "tests/test_image_folder.py",
+    "tests/test_manifest.py",
     "tests/test_workflow_scripts.py",
 }
 

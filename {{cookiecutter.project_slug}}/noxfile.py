@@ -1,24 +1,58 @@
 """The project's checks: `nox` runs them all, `nox -s NAME` one. CI runs these same sessions.
 
-CPU-only machine? `UV_TORCH_BACKEND=cpu nox` installs the small CPU build of torch instead of the
-CUDA one (uv's PyTorch integration).
+Every session installs exactly what uv.lock pins, plus this machine's torch (the lock leaves it
+out). CPU-only machine? `UV_TORCH_BACKEND=cpu nox` installs the small CPU build of torch instead
+of the CUDA one (uv's PyTorch integration). Offline, once uv's cache holds the packages:
+`UV_OFFLINE=1 nox`, or `nox -R` to reuse the session environments as they are.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import nox
 
 nox.needs_version = ">=2025.5"
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["lint", "typecheck", "tests", "smoke"]
+nox.options.sessions = ["lock", "lint", "typecheck", "tests", "smoke"]
 
 PACKAGE = "{{ cookiecutter.package_name }}"
+
+
+def install_locked(
+    session: nox.Session, *sync_options: str, compile_bytecode: bool = False
+) -> None:
+    """uv.lock's packages (the project, and the groups or extras named) into the session's
+    environment, then torch for this machine, as scripts/setup_dev.sh does for .venv."""
+    environment = session.virtualenv.location
+    # --python: the session's own interpreter (CI's matrix), not the one .python-version names.
+    session.run_install(
+        "uv", "sync", "--locked", "--inexact", "--no-default-groups", "--python", environment,
+        *sync_options, env={"UV_PROJECT_ENVIRONMENT": environment},
+    )  # fmt: skip
+    # From /, so that uv skips this folder's [tool.uv], which excludes torch (pyproject.toml).
+    session.run_install(
+        "uv", "--directory", "/", "pip", "install", "--python", environment,
+        "-r", str(Path("pyproject.toml").resolve()),
+        env={"UV_COMPILE_BYTECODE": "1"} if compile_bytecode else None,
+    )  # fmt: skip
+
+
+@nox.session
+def lock(session: nox.Session) -> None:
+    """uv.lock is committed and agrees with pyproject.toml (uv lock --check)."""
+    if not Path("uv.lock").is_file():
+        session.error(
+            "uv.lock is missing. Fix: bash scripts/setup_dev.sh (it makes the lock), then "
+            "git add uv.lock && git commit -m 'build: lock the environment'"
+        )
+    session.run("uv", "lock", "--check")
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
     """Every pre-commit hook on every file: ruff, mypy, YAML/TOML, workflows, Dockerfile, ..."""
-    session.install("-e", ".", "--group", "hooks")
+    install_locked(session, "--group", "hooks")
     tracked = session.run("git", "ls-files", silent=True, external=True, success_codes=[0, 128])
     if not str(tracked).strip():
         session.error("pre-commit checks only files git tracks, and it tracks none: git add -A")
@@ -28,7 +62,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over src/, tests/ and this file."""
-    session.install("-e", ".", "--group", "typecheck")
+    install_locked(session, "--group", "typecheck")
     session.run("mypy", *session.posargs)
 
 
@@ -38,7 +72,9 @@ def tests(session: nox.Session) -> None:
     # Bytecode compiled once at install: the tests start many Python processes, and each would
     # otherwise recompile torch when bytecode writing is off (PYTHONDONTWRITEBYTECODE, some CIs).
     # The onnx extra too, so that `export --format onnx` is checked with ONNX Runtime.
-    session.install(".[onnx]", "--group", "test", env={"UV_COMPILE_BYTECODE": "1"})
+    install_locked(
+        session, "--no-editable", "--extra", "onnx", "--group", "test", compile_bytecode=True
+    )
     session.run("pytest", *session.posargs)
 
 
@@ -46,7 +82,7 @@ def tests(session: nox.Session) -> None:
 def smoke(session: nox.Session) -> None:
     """Train for a few seconds on the CPU; fails unless the loss is finite and goes down.
     Each run writes to a new folder, outputs/smoke/<UTC time>."""
-    session.install(".")
+    install_locked(session, "--no-editable")
     session.run(
         "python", "-m", f"{PACKAGE}.train", "--config", "configs/smoke.yaml", *session.posargs
     )

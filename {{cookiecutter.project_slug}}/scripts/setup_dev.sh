@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One command from a fresh clone to a working environment: `bash scripts/setup_dev.sh`.
-# Creates .venv with the project and its dev tools, then trains the smoke config once.
-# On a machine without a GPU, run it as `UV_TORCH_BACKEND=cpu bash scripts/setup_dev.sh`
-# to get the small CPU build of torch instead of the CUDA one.
+# Creates .venv with exactly what uv.lock pins (the project and its dev tools), adds this
+# machine's torch, then trains the smoke config once. On a machine without a GPU, run it as
+# `UV_TORCH_BACKEND=cpu bash scripts/setup_dev.sh` to get the small CPU build of torch instead
+# of the CUDA one. A fresh project has no uv.lock yet: the first run makes it, to be committed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,10 +12,23 @@ if ! command -v uv >/dev/null 2>&1; then
   exit 1
 fi
 
+new_lock=no
+if [ ! -f uv.lock ]; then
+  echo "setup_dev: no uv.lock yet; locking every dependency except torch (from PyPI)"
+  uv lock
+  new_lock=yes
+fi
 # .python-version holds the lowest supported Python; uv picks it (or a newer one you name).
-[ -d .venv ] || uv venv .venv
-# Compile bytecode once now, so the first runs do not pay for it.
-UV_COMPILE_BYTECODE=1 uv pip install --python .venv -e . --group dev
+# --locked: fail, rather than re-resolve, when pyproject.toml and uv.lock disagree (fix: uv lock).
+# --inexact: keep torch, which uv.lock leaves out.
+uv sync --locked --inexact
+# torch as pyproject.toml's range asks, in the build uv picks for this machine (CUDA, or CPU
+# with UV_TORCH_BACKEND=cpu). Run from / so that uv skips this folder's [tool.uv], which
+# excludes torch from every resolution made here; what uv.lock installed above stays as it is.
+# Bytecode for all of .venv is compiled once now, so the first runs do not pay for it
+# (UV_COMPILE_BYTECODE=0 skips that).
+UV_COMPILE_BYTECODE="${UV_COMPILE_BYTECODE:-1}" \
+  uv --directory / pip install --python "$PWD/.venv" -r "$PWD/pyproject.toml"
 
 # Hooks run the tools in .venv (offline, same versions as nox). git starts hooks with the
 # caller's PATH, so put .venv/bin first in each hook script, whether or not .venv is activated.
@@ -39,3 +53,8 @@ fi
 echo
 echo "Ready. Activate with: source .venv/bin/activate"
 echo "Then: nox (all checks), python -m {{ cookiecutter.package_name }}.train --config configs/default.yaml"
+if [ "$new_lock" = yes ]; then
+  echo
+  echo "uv.lock is new: commit it, so that every clone, CI run and image installs the same packages:"
+  echo "  git add uv.lock && git commit -m 'build: lock the environment'"
+fi

@@ -1,7 +1,8 @@
 """`python -m <package>.health_check [--require-cuda]`: can this machine train?
 
-Prints torch and CUDA versions and the visible devices, then runs a matmul and a model forward
-pass on the best device. Exits 0 on a CPU-only machine (with a note) unless --require-cuda.
+Prints torch and CUDA versions, whether the installed packages are the ones uv.lock pins, and
+the visible devices, then runs a matmul and a model forward pass on the best device. Exits 0 on
+a CPU-only machine (with a note) unless --require-cuda.
 """
 
 from __future__ import annotations
@@ -9,10 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
-from .manifest import describe_environment
+from .manifest import LOCK_FILE, describe_environment
 from .models import SmallCNN
 
 
@@ -22,6 +24,23 @@ def device_lines() -> list[str]:
     return [
         f"device cuda:{index}: {torch.cuda.get_device_name(index)}"
         for index in range(torch.cuda.device_count())
+    ]
+
+
+def lock_lines(environment: dict[str, Any]) -> list[str]:
+    """Whether the packages a run needs are the versions uv.lock pins (manifest.py compares)."""
+    if environment["lock_sha256"] is None:
+        return [f"{LOCK_FILE}: none here, so the installed packages are not checked against it"]
+    lock = f"{LOCK_FILE} (sha256 {environment['lock_sha256'][:12]})"
+    differences = environment["lock_differences"]
+    if differences is None:
+        return [f"{lock}: not compared, which needs Python 3.11 or newer"]
+    if not differences:
+        return [f"packages: as {lock} pins them; torch comes with this machine or image"]
+    return [
+        f"packages differ from {lock}:",
+        *(f"  {line}" for line in differences),
+        "  Fix: bash scripts/setup_dev.sh (or uv sync --locked --inexact), or rebuild the image",
     ]
 
 
@@ -44,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     environment = describe_environment()
     print(f"torch {environment['torch']}, CUDA {environment['cuda']}, cuDNN {environment['cudnn']}")
-    for line in device_lines():
+    for line in [*lock_lines(environment), *device_lines()]:
         print(line)
     if arguments.require_cuda and not torch.cuda.is_available():
         print(
