@@ -128,7 +128,8 @@ def combinations(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """Benchmarks (not in `nox`): bake, bake->green, smoke CLI, trainer vs hand loop/Lightning.
+    """Benchmarks (not in `nox`): bake, bake->green, smoke CLI, trainer vs hand loop/Lightning,
+    and input pipelines over an image folder (tests/benchmark_data.py).
 
     Results go to docs/content/benchmarks/ (or the folder given after --).
     """

@@ -1,7 +1,8 @@
 """What users feel, measured: `nox -s bench` (not part of the default `nox`).
 
 `python -m tests.benchmark PROJECT OUTPUT_DIR` takes a baked project whose package is installed in
-this environment and writes results.json, results.md and throughput.png to OUTPUT_DIR. Every
+this environment and writes results.json, results.md and throughput.png to OUTPUT_DIR, and the
+data loading benchmark's data.json and data.md (tests/benchmark_data.py). Every
 figure is the median of several runs with min and max; the three training loops run interleaved
 in one process so their ratios hold on a noisy machine.
 """
@@ -21,6 +22,7 @@ from typing import Any
 
 import torch
 
+from tests import benchmark_data
 from tests.baking import TEMPLATE_ROOT, package_name
 from tests.benchmark_loops import LOOPS, WIDTH
 from tests.benchmark_stats import WINDOW, paired, per_step_seconds, summary
@@ -173,6 +175,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"| {label} | {seconds(results[key])} |")
     lines += ["", "## Training loops", "", method(ROUNDS), "", *loops_table(results["loops"])]
     lines += ["", "![throughput by batch size](throughput.png)", ""]
+    lines += ["Input pipelines over an image folder: [data loading](data.md).", ""]
     return "\n".join(lines)
 
 
@@ -210,6 +213,7 @@ def main(project: Path, output_dir: Path) -> None:
         ]
         results["smoke_cli"] = wall([sys.executable, *smoke], project, runs=5)
     results["loops"] = measure_loops(package, BATCH_SIZES, ROUNDS)
+    benchmark_data.main(project, output_dir)
     partial = output_dir / "results-partial.json"  # the loops survive a failing bake -> green
     write_json(results, partial)
     results["bake_to_green"] = bake_to_green(runs=3)

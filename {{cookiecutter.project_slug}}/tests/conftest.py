@@ -1,5 +1,5 @@
 """Fixtures the test modules share: the project's folder, the smoke config, in-process training,
-a tiny CPU trainer, stand-ins for SIGTERM and for a crash, and tiny MNIST files."""
+a tiny CPU trainer, stand-ins for SIGTERM and for a crash, tiny MNIST files and image folders."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Protocol
 import numpy as np
 import pytest
 import torch
+from PIL import Image, ImageDraw
 
 from {{ cookiecutter.package_name }}.config import load_config
 from {{ cookiecutter.package_name }}.distributed import DistributedContext
@@ -138,6 +139,50 @@ def make_tiny_mnist() -> MakeTinyMnist:
             write_idx_file(root / f"{prefix}-images-idx3-ubyte{suffix}", images)
             labels = rng.integers(0, 10, (count,))
             write_idx_file(root / f"{prefix}-labels-idx1-ubyte{suffix}", labels)
+        return root
+
+    return make
+
+
+class MakeImageFolder(Protocol):
+    def __call__(self, root: Path, per_class: int = 40, split_folders: bool = False) -> Path: ...
+
+
+SHAPES = ("circle", "cross", "square")  # the class folders make_image_folder writes
+
+
+def draw_shape(shape: str, generator: np.random.Generator) -> Image.Image:
+    """A 24x24 RGB picture: a shape of random colour, size and place on a random dark ground."""
+    ground = tuple(int(value) for value in generator.integers(0, 90, 3))
+    ink = tuple(int(value) for value in generator.integers(150, 256, 3))
+    image = Image.new("RGB", (24, 24), ground)
+    draw = ImageDraw.Draw(image)
+    half = int(generator.integers(6, 10))
+    x, y = (int(value) for value in generator.integers(half + 1, 23 - half, 2))
+    box = (x - half, y - half, x + half, y + half)
+    if shape == "circle":
+        draw.ellipse(box, fill=ink)
+    elif shape == "square":
+        draw.rectangle(box, outline=ink, width=2)
+    else:
+        draw.line((x - half, y, x + half, y), fill=ink, width=2)
+        draw.line((x, y - half, x, y + half), fill=ink, width=2)
+    return image
+
+
+@pytest.fixture
+def make_image_folder() -> MakeImageFolder:
+    """Writes `per_class` PNGs of each of three shapes into a folder per class (with
+    split_folders: a fifth of them into val/, the rest into train/); returns the folder."""
+
+    def make(root: Path, per_class: int = 40, split_folders: bool = False) -> Path:
+        generator = np.random.default_rng(0)
+        for shape in SHAPES:
+            for index in range(per_class):
+                split = ("val" if index % 5 == 0 else "train") if split_folders else ""
+                folder = root / split / shape
+                folder.mkdir(parents=True, exist_ok=True)
+                draw_shape(shape, generator).save(folder / f"{index:03d}.png")
         return root
 
     return make

@@ -72,7 +72,7 @@ def test_mnist_evaluates_on_its_test_files_and_predicts_a_png_as_training_saw_it
     Image.fromarray(pixels).save(tmp_path / "digit.png")
     (line,) = predictions(capsys, "--checkpoint", str(best), str(tmp_path / "digit.png"))
     trained_model = load_trained_model(best)
-    image = build_split(trained_model.config.data, 0, "test").tensors[0][:1]
+    image = build_split(trained_model.config.data, 0, "test")[0][0][None]  # the first, batched
     with torch.no_grad():
         probabilities = trained_model.model(image).softmax(dim=1)[0]
     assert line["class"] == int(probabilities.argmax())
@@ -88,7 +88,8 @@ def test_predict_names_every_image_of_arrays_and_files(
 ) -> None:
     best = trained / "checkpoints" / "best.pt"
     model = load_trained_model(best)
-    samples = build_split(model.config.data, model.config.seed, "val").tensors[0][:3]
+    val = build_split(model.config.data, model.config.seed, "val")
+    samples = torch.stack([val[index][0] for index in range(3)])
     np.save(tmp_path / "samples.npy", samples.numpy())  # float: model inputs as they are
     pixels = torch.randint(0, 256, (2, 16, 16), dtype=torch.uint8)
     torch.save(pixels, tmp_path / "pixels.pt")  # uint8: pixels, preprocessed like images
@@ -190,9 +191,10 @@ def test_exported_program_runs_in_a_fresh_process_without_the_project(
     torch.save(images, tmp_path / "images.pt")
     with torch.no_grad():
         torch.save(load_trained_model(best).model(images), tmp_path / "expected.pt")
+    # The check blocks the project's import, so only PyTorch can run the program.
     check = textwrap.dedent(f"""
         import sys
-        sys.modules["{{ cookiecutter.package_name }}"] = None  # importing the project now fails
+        sys.modules["{{ cookiecutter.package_name }}"] = None
         import torch
         module = torch.export.load({str(program)!r}).module()
         images = torch.load({str(tmp_path / "images.pt")!r})

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from {{ cookiecutter.package_name }}.config import DataConfig
-from {{ cookiecutter.package_name }}.data import build_split
+from {{ cookiecutter.package_name }}.data import build_split, mnist, synthetic
 from {{ cookiecutter.package_name }}.data.mnist import (
     DatasetDamagedError,
     DatasetMissingError,
@@ -36,7 +36,7 @@ def test_mnist_idx_files_load(
     assert images.dtype == torch.float32
     assert labels.dtype == torch.int64
     assert len(val) == 2
-    assert len(build_split(DataConfig(name="mnist", root=str(tmp_path)), 0, "test")) == 4
+    assert len(mnist.build_split(DataConfig(name="mnist", root=str(tmp_path)), 0, "test")) == 4
 
 
 def test_idx_round_trip_keeps_values(tmp_path: Path, write_idx: WriteIdx) -> None:
@@ -89,12 +89,13 @@ def test_missing_mnist_says_how_to_download(tmp_path: Path) -> None:
 def test_synthetic_test_split_is_new_samples_and_leaves_the_others_alone() -> None:
     config = DataConfig(name="synthetic", num_train=32, num_val=8)
     train, val = make_synthetic_splits(32, 8, 10, 16, seed=3)
-    assert torch.equal(build_split(config, 3, "train").tensors[0], train.tensors[0])
-    assert torch.equal(build_split(config, 3, "val").tensors[0], val.tensors[0])
-    test = build_split(config, 3, "test").tensors[0]
+    assert torch.equal(synthetic.build_split(config, 3, "train").tensors[0], train.tensors[0])
+    assert torch.equal(synthetic.build_split(config, 3, "val").tensors[0], val.tensors[0])
+    test = synthetic.build_split(config, 3, "test").tensors[0]
     assert test.shape == val.tensors[0].shape
     assert not torch.equal(test, val.tensors[0])
-    assert torch.equal(test, build_split(config, 3, "test").tensors[0])
+    assert torch.equal(test, synthetic.build_split(config, 3, "test").tensors[0])
+    assert build_split(config, 3, "test")[0][0].equal(test[0])  # what DATASETS hands out
 
 
 def test_synthetic_data_is_the_same_for_the_same_seed() -> None:

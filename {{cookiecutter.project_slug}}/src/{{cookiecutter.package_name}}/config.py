@@ -45,18 +45,32 @@ def parse_yaml(text: str) -> Any:
 
 @dataclass
 class DataConfig:
-    name: Literal["synthetic", "mnist"] = "{{ cookiecutter.dataset }}"
-    root: str = "data/mnist"  # where the MNIST IDX files live
+    # A dataset registered in data/__init__.py's DATASETS: synthetic, mnist, imagefolder, yours.
+    name: str = "{{ cookiecutter.dataset }}"
+    # mnist: the folder of IDX files. imagefolder: a folder per class (or train/ and val/, and
+    # optionally test/, folders of them).
+    root: str = "data/mnist"
     num_train: int = 4096  # synthetic only
     num_val: int = 1024  # synthetic only
-    image_size: int = 16  # synthetic only; MNIST images are 28x28
-    num_classes: int = 10  # synthetic only; MNIST has 10
+    image_size: int = 16  # synthetic; imagefolder resizes to this square; MNIST images are 28x28
+    num_classes: int = 10  # synthetic only; MNIST has 10, imagefolder one per class folder
     num_workers: int = 0
+    # imagefolder only. Without val/ (test/) folders, these shares of each class validate
+    # (test), drawn with split_seed: the same images whatever the training seed.
+    channels: int = 3  # 1: grayscale, 3: RGB
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    split_seed: int = 0
+    augment: bool = False  # random resized crop and horizontal flip of training images
+    # The copy `python -m <package>.data.pack` made; "": <root>.pack beside the folder. Used when
+    # it holds exactly the folder's current files, else the files are read (with a note).
+    pack: str = ""
+    skip_bad_images: bool = False  # leave out (and count) images Pillow cannot read; else stop
 
 
 @dataclass
 class ModelConfig:
-    name: Literal["cnn", "mlp"] = "cnn"
+    name: str = "cnn"  # a model registered in models/__init__.py's MODELS: cnn, mlp, yours
     width: int = 32  # CNN channels or MLP hidden units
 
 
@@ -253,6 +267,31 @@ def check_values(config: Config) -> None:
         )
     if config.data.num_classes < 2:
         raise ConfigError("data.num_classes must be at least 2")
+    check_data_values(config.data)
+    check_registered(config)
+
+
+def check_data_values(data: DataConfig) -> None:
+    if data.channels not in (1, 3):
+        raise ConfigError(f"data.channels={data.channels}: use 1 (grayscale) or 3 (RGB)")
+    for key, share in (("val_fraction", data.val_fraction), ("test_fraction", data.test_fraction)):
+        if not 0 <= share < 1:
+            raise ConfigError(f"data.{key}={share} must be at least 0 and below 1, e.g. 0.1")
+    if data.val_fraction + data.test_fraction >= 1:
+        raise ConfigError(
+            f"data.val_fraction + data.test_fraction = {data.val_fraction + data.test_fraction:g}"
+            " leaves nothing to train on; keep their sum below 1"
+        )
+
+
+def check_registered(config: Config) -> None:
+    """data.name and model.name must name registered entries (a typo stops before any work)."""
+    # Imported here: the registries' modules import this one for DataConfig and ModelConfig.
+    from .data import registered_dataset
+    from .models import registered_model
+
+    registered_dataset(config.data.name)
+    registered_model(config.model.name)
 
 
 def to_dict(config: Config) -> dict[str, Any]:

@@ -3,6 +3,9 @@ evenly across ranks, so N processes see exactly the samples one process would.""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
@@ -22,12 +25,31 @@ def per_rank_batch_size(config: Config, context: DistributedContext) -> int:
     return global_batch // context.world_size
 
 
+class EpochIndexSampler(DistributedSampler[Batch]):
+    """DistributedSampler's order, as (epoch, index) pairs: a dataset that draws a sample's
+    augmentation from (seed, epoch, index) gets the same sample in any worker process and after
+    a resume, since neither changes the pair."""
+
+    def __iter__(self) -> Iterator[Any]:
+        return ((self.epoch, index) for index in super().__iter__())
+
+
+def finished_batch(batch: Any) -> Any:
+    """The collate step for a batch that `__getitems__` finished: it stays as it is."""
+    return batch
+
+
 def make_loader(
     dataset: Dataset[Batch], config: Config, context: DistributedContext, shuffle: bool
 ) -> tuple[DataLoader[Batch], DistributedSampler[Batch]]:
     # DistributedSampler deals rank r the indices r, r+W, r+2W, ... of one seeded permutation,
     # so batch b of every rank together is exactly batch b of a single-process run.
-    sampler: DistributedSampler[Batch] = DistributedSampler(
+    # A dataset that `reads_whole_batches` (data/images.py) gets each batch's (epoch, index)
+    # keys in one `__getitems__` call and returns the finished batch: nothing to collate.
+    whole_batches = getattr(dataset, "reads_whole_batches", False)
+    sampler: DistributedSampler[Batch] = (
+        EpochIndexSampler if whole_batches else DistributedSampler
+    )(
         dataset,
         num_replicas=context.world_size,
         rank=context.rank,
@@ -41,5 +63,6 @@ def make_loader(
         num_workers=config.data.num_workers,
         persistent_workers=config.data.num_workers > 0,
         pin_memory=torch.cuda.is_available(),
+        collate_fn=finished_batch if whole_batches else None,
     )
     return loader, sampler

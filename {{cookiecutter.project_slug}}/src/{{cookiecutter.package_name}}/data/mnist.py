@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from ..config import DataConfig
 from .preprocessing import Preprocessing
 
 IDX_UNSIGNED_BYTE = 0x08
@@ -111,6 +112,19 @@ def load_mnist(root: Path) -> tuple[TensorDataset, TensorDataset]:
         TensorDataset(images[:split], labels[:split]),
         TensorDataset(images[split:], labels[split:]),
     )
+
+
+def build_split(config: DataConfig, seed: int, split: str) -> TensorDataset:
+    """Train and val from the training files, test from the t10k files (`seed` is not used)."""
+    if split == "test":
+        return load_split(Path(config.root), "t10k")
+    train, val = load_mnist(Path(config.root))
+    return train if split == "train" else val
+
+
+def preprocessing(config: DataConfig) -> Preprocessing:
+    digits = tuple(str(digit) for digit in range(10))
+    return Preprocessing(1, 28, 28, (MNIST_MEAN,), (MNIST_STD,), digits)
 
 
 def md5_of(path: Path) -> str:

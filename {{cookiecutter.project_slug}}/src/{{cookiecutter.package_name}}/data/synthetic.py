@@ -9,6 +9,9 @@ from __future__ import annotations
 import torch
 from torch.utils.data import TensorDataset
 
+from ..config import DataConfig
+from .preprocessing import Preprocessing
+
 NOISE_SCALE = 1.5  # high enough that the first epoch is not already perfect
 
 
@@ -40,3 +43,19 @@ def make_synthetic_test_split(
     labels = torch.randint(0, num_classes, (num_val,), generator=generator)
     noise = torch.randn(num_val, 1, image_size, image_size, generator=generator)
     return TensorDataset(prototypes[labels] + NOISE_SCALE * noise, labels)
+
+
+def build_split(config: DataConfig, seed: int, split: str) -> TensorDataset:
+    sizes = (config.num_train, config.num_val, config.num_classes, config.image_size, seed)
+    if split == "test":
+        return make_synthetic_test_split(*sizes)
+    train, val = make_synthetic_splits(*sizes)
+    return train if split == "train" else val
+
+
+def preprocessing(config: DataConfig) -> Preprocessing:
+    # Synthetic samples are model inputs already (not pixels): mean 0 and std 1 leave them as
+    # they are; predict them from float .npy/.pt arrays.
+    names = tuple(f"class_{index}" for index in range(config.num_classes))
+    size = config.image_size
+    return Preprocessing(1, size, size, (0.0,), (1.0,), names)

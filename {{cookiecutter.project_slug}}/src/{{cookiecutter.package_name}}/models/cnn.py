@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..config import ModelConfig
+
 POOLED_SIZE = 4
 
 
@@ -59,3 +61,7 @@ class SmallCNN(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         logits: torch.Tensor = self.head(torch.flatten(self.features(images), start_dim=1))
         return logits
+
+
+def build(config: ModelConfig, input_shape: tuple[int, int, int], num_classes: int) -> SmallCNN:
+    return SmallCNN(input_shape[0], num_classes, config.width)

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from ..config import ModelConfig
+
 
 class MLP(nn.Module):
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, width: int = 32) -> None:
@@ -21,3 +23,7 @@ class MLP(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         logits: torch.Tensor = self.layers(images)
         return logits
+
+
+def build(config: ModelConfig, input_shape: tuple[int, int, int], num_classes: int) -> MLP:
+    return MLP(input_shape, num_classes, config.width)
