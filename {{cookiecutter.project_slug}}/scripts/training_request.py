@@ -220,7 +220,7 @@ def validate(environment: Mapping[str, str], root: Path) -> list[str]:
 
 
 def request_summary(outputs: Sequence[str]) -> str:
-    """Markdown for the run's summary page, which a reviewer of the `gpu` environment reads
+    """Markdown for the run's summary page, which a reviewer of the `gpu-train` environment reads
     before approving: exactly what will run, frozen in the job's outputs."""
     values = dict(line.split("=", 1) for line in outputs)
     if values["problem"]:
