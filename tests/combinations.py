@@ -2,10 +2,11 @@
 
 CHECK_COMBINATIONS get the fast checks (`nox -s combinations -- odd-text` runs one row); the rows
 named in SMOKE_COMBINATIONS are also installed and run through their own nox, e.g.
-`nox -s "smoke(tensorboard)"`. The default smoke row runs the baked project's whole test suite;
-the tracking rows run lint, typecheck and the smoke-train, and of the tests only those that read
-the tracking backend (test_tracking.py, test_config.py): every other test trains
-configs/smoke.yaml, whose backend is `none`, and would repeat the default row to the bit.
+`nox -s "smoke(tensorboard)"`. The default smoke row runs the baked project's whole `nox`; the
+tracking rows run its lock check and smoke-train, and of the tests only those that read the
+tracking backend (test_tracking.py, test_config.py): every other test trains configs/smoke.yaml,
+whose backend is `none`, and would repeat the default row to the bit, and the combinations
+session has already run every row's pre-commit hooks (ruff, mypy --strict, ...).
 """
 
 from __future__ import annotations

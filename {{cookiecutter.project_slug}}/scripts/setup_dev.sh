@@ -12,6 +12,11 @@ if ! command -v uv >/dev/null 2>&1; then
   exit 1
 fi
 
+# This script's environment is .venv, whatever the caller's shell says: inside another tool's
+# environment (an activated venv, a nox session), uv would otherwise sync into that one.
+export UV_PROJECT_ENVIRONMENT="$PWD/.venv"
+unset VIRTUAL_ENV
+
 new_lock=no
 if [ ! -f uv.lock ]; then
   echo "setup_dev: no uv.lock yet; locking every dependency except torch (from PyPI)"

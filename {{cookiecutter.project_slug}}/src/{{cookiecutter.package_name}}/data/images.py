@@ -144,7 +144,9 @@ def sample_uniforms(seed: int, epochs: np.ndarray, indices: np.ndarray, count: i
     key = mix64(key ^ epochs.astype(np.uint64))
     key = mix64(key ^ (indices.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)))
     draws = mix64(key[:, None] + np.arange(1, count + 1, dtype=np.uint64)[None, :])
-    return (draws >> np.uint64(11)).astype(np.float64) / 2.0**53
+    # Annotated: some NumPy versions type this expression as Any (mypy's no-any-return).
+    uniforms: np.ndarray = (draws >> np.uint64(11)).astype(np.float64) / 2.0**53
+    return uniforms
 
 
 def random_resized_crop_and_flip(pixels: torch.Tensor, uniforms: np.ndarray) -> torch.Tensor:
