@@ -17,15 +17,23 @@ from pathlib import Path
 WHEEL_NAME = re.compile(r"^torch-(?P<version>[^-]+)-(?P<python>cp\d+)-")
 
 
+def pip_config_listing() -> str:
+    """`pip config list` from this interpreter's pip, or else the pip on PATH: environments made
+    by uv (nox's sessions, the test session included) have no pip of their own, and without this
+    the tests inside them would fall back to the PyTorch index."""
+    for pip in ([sys.executable, "-m", "pip"], ["pip3"], ["pip"]):
+        try:
+            return subprocess.run(
+                [*pip, "config", "list"], capture_output=True, text=True, check=True, timeout=60
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+    return ""
+
+
 def pip_find_links() -> list[Path]:
     """Directories that pip's configuration adds with find-links (none if pip is absent)."""
-    try:
-        listing = subprocess.run(
-            [sys.executable, "-m", "pip", "config", "list"],
-            capture_output=True, text=True, check=True, timeout=60,
-        ).stdout  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return []
+    listing = pip_config_listing()
     directories = []
     for line in listing.splitlines():
         key, _, value = line.partition("=")
