@@ -7,6 +7,7 @@ dimensions, each dimension as a big-endian uint32, then the data. No torchvision
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import hashlib
 import sys
@@ -25,6 +26,7 @@ from .preprocessing import Preprocessing
 IDX_UNSIGNED_BYTE = 0x08
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # of the training images' pixels in [0, 1]
 VALIDATION_SHARE = 12  # one twelfth of the training files validates
+TRAIN_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
 # Checksums of the gzipped files as published with the dataset (torchvision uses the same).
 FILES_MD5 = {
     "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
@@ -114,11 +116,23 @@ def load_mnist(root: Path) -> tuple[TensorDataset, TensorDataset]:
     )
 
 
+# A run asks for the train split, then the val split: both come from one decode of the training
+# files. The key holds the files' modification times and sizes, so a changed file is read again.
+@functools.lru_cache(maxsize=1)
+def load_mnist_once(
+    root: Path, stamps: tuple[tuple[int, int], ...]
+) -> tuple[TensorDataset, TensorDataset]:
+    return load_mnist(root)
+
+
 def build_split(config: DataConfig, seed: int, split: str) -> TensorDataset:
     """Train and val from the training files, test from the t10k files (`seed` is not used)."""
+    root = Path(config.root)
     if split == "test":
-        return load_split(Path(config.root), "t10k")
-    train, val = load_mnist(Path(config.root))
+        return load_split(root, "t10k")
+    files = [find_file(root, name) for name in TRAIN_FILES]  # .gz or unzipped, as read
+    stamps = tuple((path.stat().st_mtime_ns, path.stat().st_size) for path in files)
+    train, val = load_mnist_once(root, stamps)
     return train if split == "train" else val
 
 
