@@ -1,18 +1,26 @@
 """Fixtures the test modules share: the project's folder, the smoke config, in-process training,
-a tiny CPU trainer, stand-ins for SIGTERM and for a crash, tiny MNIST files and image folders."""
+a tiny CPU trainer, stand-ins for SIGTERM and for a crash, tiny MNIST files and image folders.
+What they are built from lives in helpers.py; this file holds fixtures only."""
 
 from __future__ import annotations
 
-import gzip
-import signal
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw
 
+from helpers import (
+    SHAPES,
+    CrashAtSync,
+    MakeImageFolder,
+    MakeTinyMnist,
+    StopAtSync,
+    TrainSmoke,
+    WriteIdx,
+    draw_shape,
+    write_idx_file,
+)
 from {{ cookiecutter.package_name }}.config import load_config
 from {{ cookiecutter.package_name }}.distributed import DistributedContext
 from {{ cookiecutter.package_name }}.models import SmallCNN
@@ -29,10 +37,6 @@ def project_root() -> Path:
 @pytest.fixture(scope="session")
 def smoke_config(project_root: Path) -> Path:
     return project_root / "configs" / "smoke.yaml"
-
-
-class TrainSmoke(Protocol):
-    def __call__(self, name: str, *overrides: str, stop: StopRequest | None = None) -> Path: ...
 
 
 @pytest.fixture
@@ -63,61 +67,14 @@ def small_trainer() -> Trainer:
     )
 
 
-class StopAtSync(StopRequest):
-    """Acts as if SIGTERM arrived just before the n-th host sync (the real signal has its own test).
-
-    The loop reads `requested` once per sync: every `train.log_every` steps, at each epoch's end,
-    and wherever an evaluation or checkpoint is due.
-    """
-
-    def __init__(self, sync: int) -> None:
-        super().__init__()
-        self.remaining = sync
-
-    @property
-    def requested(self) -> bool:
-        self.remaining -= 1
-        if self.remaining == 0:
-            self.at_that_sync()
-        return self.signal_number is not None
-
-    def at_that_sync(self) -> None:
-        self.signal_number = signal.SIGTERM
-
-
 @pytest.fixture(scope="session")
 def stop_at_sync() -> type[StopAtSync]:
     return StopAtSync
 
 
-class CrashAtSync(StopAtSync):
-    """Crashes the run at the n-th host sync, before anything that sync would save, as a kill
-    would (but a kill leaves run.json at "running"; this crash is recorded as failed)."""
-
-    def at_that_sync(self) -> None:
-        raise RuntimeError("simulated crash at a host sync")
-
-
 @pytest.fixture
 def crash_at_sync() -> type[CrashAtSync]:
     return CrashAtSync
-
-
-class WriteIdx(Protocol):
-    def __call__(self, path: Path, array: np.ndarray) -> None: ...
-
-
-class MakeTinyMnist(Protocol):
-    def __call__(self, root: Path, compressed: bool = True) -> Path: ...
-
-
-def write_idx_file(path: Path, array: np.ndarray) -> None:
-    """An unsigned-byte IDX file, gzipped when `path` ends in .gz."""
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
-        size.to_bytes(4, "big") for size in array.shape
-    )
-    payload = header + array.astype(np.uint8).tobytes()
-    path.write_bytes(gzip.compress(payload) if path.suffix == ".gz" else payload)
 
 
 @pytest.fixture
@@ -142,32 +99,6 @@ def make_tiny_mnist() -> MakeTinyMnist:
         return root
 
     return make
-
-
-class MakeImageFolder(Protocol):
-    def __call__(self, root: Path, per_class: int = 40, split_folders: bool = False) -> Path: ...
-
-
-SHAPES = ("circle", "cross", "square")  # the class folders make_image_folder writes
-
-
-def draw_shape(shape: str, generator: np.random.Generator) -> Image.Image:
-    """A 24x24 RGB picture: a shape of random colour, size and place on a random dark ground."""
-    ground = tuple(int(value) for value in generator.integers(0, 90, 3))
-    ink = tuple(int(value) for value in generator.integers(150, 256, 3))
-    image = Image.new("RGB", (24, 24), ground)
-    draw = ImageDraw.Draw(image)
-    half = int(generator.integers(6, 10))
-    x, y = (int(value) for value in generator.integers(half + 1, 23 - half, 2))
-    box = (x - half, y - half, x + half, y + half)
-    if shape == "circle":
-        draw.ellipse(box, fill=ink)
-    elif shape == "square":
-        draw.rectangle(box, outline=ink, width=2)
-    else:
-        draw.line((x - half, y, x + half, y), fill=ink, width=2)
-        draw.line((x, y - half, x, y + half), fill=ink, width=2)
-    return image
 
 
 @pytest.fixture

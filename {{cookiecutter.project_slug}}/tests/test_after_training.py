@@ -14,16 +14,16 @@ import pytest
 import torch
 from PIL import Image
 
+from helpers import read_metrics
 from {{ cookiecutter.package_name }} import evaluate, export, predict
 from {{ cookiecutter.package_name }}.config import load_config
 from {{ cookiecutter.package_name }}.data import build_split
 from {{ cookiecutter.package_name }}.data.mnist import read_idx
 from {{ cookiecutter.package_name }}.inference import load_trained_model
-from {{ cookiecutter.package_name }}.run_log import read_metrics
 from {{ cookiecutter.package_name }}.train import run
 
 if TYPE_CHECKING:
-    from conftest import MakeTinyMnist
+    from helpers import MakeTinyMnist
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_evaluating_best_pt_repeats_the_best_logged_evaluation(
     best = trained / "checkpoints" / "best.pt"
     output = tmp_path / "metrics" / "best.json"
     assert evaluate.main(["--checkpoint", str(best), "--output", str(output)]) == 0
-    logged = [record for record in read_metrics(trained / "metrics.jsonl") if "val_loss" in record]
+    logged = [record for record in read_metrics(trained) if "val_loss" in record]
     best_logged = min(logged, key=lambda record: record["val_loss"])
     expected = {"val_loss": best_logged["val_loss"], "val_accuracy": best_logged["val_accuracy"]}
     assert json.loads(capsys.readouterr().out) == expected

@@ -22,14 +22,14 @@ import pytest
 import torch
 import yaml
 
+from helpers import read_metrics, step_losses
 from {{ cookiecutter.package_name }} import predict, train
 from {{ cookiecutter.package_name }}.data import pack
 from {{ cookiecutter.package_name }}.data.image_folder import open_image_folder
 from {{ cookiecutter.package_name }}.inference import load_trained_model
-from {{ cookiecutter.package_name }}.run_log import read_metrics, step_losses
 
 if TYPE_CHECKING:
-    from conftest import MakeImageFolder
+    from helpers import MakeImageFolder
 
 PACKAGE = "{{ cookiecutter.package_name }}"
 # The guide's commands: `python -m <package>.<module>`, then the arguments.
@@ -55,7 +55,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from ..config import DataConfig
-from .mnist import DatasetMissingError
+from ..errors import DatasetMissingError
 from .preprocessing import Preprocessing
 
 
@@ -183,7 +183,7 @@ def test_the_guide_trains_on_an_image_folder_then_on_its_pack(
         folders += list(runs_of("imagefolder") - before)
     from_files, from_pack = folders
     assert step_losses(from_pack) == step_losses(from_files)  # the same pixels, bit for bit
-    evaluations = [r for r in read_metrics(from_pack / "metrics.jsonl") if "val_accuracy" in r]
+    evaluations = [r for r in read_metrics(from_pack) if "val_accuracy" in r]
     assert evaluations[-1]["val_accuracy"] >= 0.9
 
     # The checkpoint's normalisation: the training images' own statistics, which predict applies.
@@ -248,5 +248,5 @@ def test_the_guide_adds_a_dataset_and_a_model_and_trains_them(
     (run,) = (tmp_path / "outputs" / "smoke").iterdir()
     config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
     assert (config["data"]["name"], config["model"]["name"]) == ("npz", "tiny_resnet")
-    evaluations = [r for r in read_metrics(run / "metrics.jsonl") if "val_accuracy" in r]
+    evaluations = [r for r in read_metrics(run) if "val_accuracy" in r]
     assert evaluations[-1]["val_accuracy"] >= 0.9

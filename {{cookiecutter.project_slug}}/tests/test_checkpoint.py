@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING
 import pytest
 import torch
 
+from helpers import read_metrics, step_losses
 from {{ cookiecutter.package_name }}.checkpoint import load_checkpoint, save_checkpoint
-from {{ cookiecutter.package_name }}.guards import TrainingFailedError, check_finite_weights
-from {{ cookiecutter.package_name }}.preemption import PreemptedError
-from {{ cookiecutter.package_name }}.run_log import read_metrics, step_losses
+from {{ cookiecutter.package_name }}.errors import PreemptedError, TrainingFailedError
+from {{ cookiecutter.package_name }}.guards import check_finite_weights
 from {{ cookiecutter.package_name }}.train import main
 from {{ cookiecutter.package_name }}.trainer import Trainer
 
 if TYPE_CHECKING:
-    from conftest import StopAtSync, TrainSmoke
+    from helpers import StopAtSync, TrainSmoke
 
 
 def test_checkpoint_holds_everything_a_resume_needs(train_smoke: TrainSmoke) -> None:
@@ -97,7 +97,7 @@ def test_a_kill_after_a_mid_epoch_checkpoint_resumes_exactly(
     process.kill()
     process.communicate(timeout=60)
     saved = load_checkpoint(killed / "checkpoints" / "last.pt")["train_state"]
-    logged = max(record["step"] for record in read_metrics(killed / "metrics.jsonl"))
+    logged = max(record["step"] for record in read_metrics(killed))
 
     train_smoke("killed", *overrides, "resume=auto")
     straight = train_smoke("straight", *overrides)
@@ -167,9 +167,9 @@ def test_mid_epoch_resume_keeps_schedule_and_clipping_exact(
     stopped = load_checkpoint(split / "checkpoints" / "last.pt")["train_state"]
     assert (stopped["epoch"], stopped["batches_done"], stopped["step"]) == (1, 4, 20)
     train_smoke("split", *overrides, "resume=auto")
-    records = [r for r in read_metrics(straight / "metrics.jsonl") if "lr" in r]
+    records = [r for r in read_metrics(straight) if "lr" in r]
     assert records[0]["lr"] > records[-1]["lr"] > 0  # cosine decays
-    assert read_metrics(split / "metrics.jsonl") == read_metrics(straight / "metrics.jsonl")
+    assert read_metrics(split) == read_metrics(straight)
     manifest = json.loads((split / "run.json").read_text(encoding="utf-8"))
     assert manifest["status"] == "completed"
 

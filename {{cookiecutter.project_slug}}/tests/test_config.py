@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }}.config import ConfigError, load_config
+from {{ cookiecutter.package_name }}.config import load_config
+from {{ cookiecutter.package_name }}.errors import ConfigError
+from {{ cookiecutter.package_name }}.train import load_training_config
 
 
 def test_defaults_need_no_file() -> None:
@@ -40,6 +42,7 @@ def test_off_stays_a_word_on_the_command_line_and_in_files(tmp_path: Path) -> No
         ("train.epochs=0", "train.epochs=0 must be at least 1"),
         ("optim.lr=-1", "must be positive"),
         ("model.name=resnet", "choose one of ['cnn', 'mlp']"),
+        ("data.name=imagenet", "is not a registered dataset"),
         ("train.grad_accum_steps=0", "train.grad_accum_steps=0 must be at least 1"),
         ("optim.warmup_steps=-5", "optim.warmup_steps=-5 must be 0 or more"),
         ("train.max_steps=-1", "train.max_steps=-1 must be 0 or more"),
@@ -54,8 +57,9 @@ def test_off_stays_a_word_on_the_command_line_and_in_files(tmp_path: Path) -> No
     ],
 )
 def test_bad_values_name_the_key(override: str, message: str) -> None:
+    """As the commands load a config: the registries check the names of data and model."""
     with pytest.raises(ConfigError) as error:
-        load_config(None, [override])
+        load_training_config(None, [override])
     assert message in str(error.value)
 
 

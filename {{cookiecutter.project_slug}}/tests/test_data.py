@@ -12,16 +12,15 @@ import torch
 from {{ cookiecutter.package_name }}.config import DataConfig
 from {{ cookiecutter.package_name }}.data import build_split, mnist, synthetic
 from {{ cookiecutter.package_name }}.data.mnist import (
-    DatasetDamagedError,
-    DatasetMissingError,
     load_mnist,
     read_idx,
 )
 from {{ cookiecutter.package_name }}.data.synthetic import make_synthetic_splits
+from {{ cookiecutter.package_name }}.errors import DatasetDamagedError, DatasetMissingError
 from {{ cookiecutter.package_name }}.train import main
 
 if TYPE_CHECKING:
-    from conftest import MakeTinyMnist, WriteIdx
+    from helpers import MakeTinyMnist, WriteIdx
 
 
 @pytest.mark.parametrize("compressed", [True, False])

@@ -31,14 +31,15 @@ import torch.distributed as dist
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.nn.parallel import DistributedDataParallel
 
-from {{ cookiecutter.package_name }}.config import ConfigError, load_config
+from helpers import read_metrics, step_losses
+from {{ cookiecutter.package_name }}.config import load_config
 from {{ cookiecutter.package_name }}.data.loaders import per_rank_batch_size
 from {{ cookiecutter.package_name }}.distributed import DistributedContext
-from {{ cookiecutter.package_name }}.run_log import read_metrics, step_losses
+from {{ cookiecutter.package_name }}.errors import ConfigError
 from {{ cookiecutter.package_name }}.trainer import Trainer
 
 if TYPE_CHECKING:
-    from conftest import TrainSmoke
+    from helpers import TrainSmoke
 
 FIRST_STEPS, FIRST_STEPS_BOUND, WHOLE_RUN_BOUND = 3, 1e-6, 2e-2
 
@@ -88,7 +89,7 @@ def test_the_new_knobs_under_two_ranks_stop_and_resume_like_one_process(
     assert "resumed from" in printed
     assert_trains_alike(step_losses(single), step_losses(ranks))
     for output_dir in (single, ranks):  # every 5 steps and at each epoch's end (16 steps)
-        records = read_metrics(output_dir / "metrics.jsonl")
+        records = read_metrics(output_dir)
         evaluations = [record["step"] for record in records if "val_loss" in record]
         assert evaluations == [5, 10, 15, 16, 20, 25, 30, 32, 35, 40, 45, 48]
     assert json.loads((ranks / "run.json").read_text())["status"] == "completed"

@@ -14,23 +14,25 @@ import pytest
 import torch
 from PIL import Image
 
-from {{ cookiecutter.package_name }}.config import ConfigError, DataConfig, load_config
+from helpers import step_losses
+from {{ cookiecutter.package_name }}.config import DataConfig, load_config
 from {{ cookiecutter.package_name }}.data import build_split
 from {{ cookiecutter.package_name }}.data.image_folder import open_image_folder
 from {{ cookiecutter.package_name }}.data.images import ImageSplit, read_pixels
 from {{ cookiecutter.package_name }}.data.loaders import make_loader
-from {{ cookiecutter.package_name }}.data.mnist import (
-    DatasetDamagedError,
-    DatasetMissingError,
-)
 from {{ cookiecutter.package_name }}.data.pack import main as pack
 from {{ cookiecutter.package_name }}.distributed import DistributedContext
-from {{ cookiecutter.package_name }}.preemption import PreemptedError
-from {{ cookiecutter.package_name }}.run_log import step_losses
+from {{ cookiecutter.package_name }}.errors import (
+    ConfigError,
+    DatasetDamagedError,
+    DatasetMissingError,
+    PreemptedError,
+)
+from {{ cookiecutter.package_name }}.train import load_training_config
 from {{ cookiecutter.package_name }}.train import main as train
 
 if TYPE_CHECKING:
-    from conftest import MakeImageFolder, StopAtSync, TrainSmoke
+    from helpers import MakeImageFolder, StopAtSync, TrainSmoke
 
 
 def folder_config(root: Path, *overrides: str) -> DataConfig:
@@ -256,7 +258,7 @@ def test_unknown_names_and_bad_image_settings_exit_2_with_one_line(
     smoke_config: Path, capsys: pytest.CaptureFixture[str], override: str, message: str
 ) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
-        load_config(smoke_config, [override])
+        load_training_config(smoke_config, [override])
     assert train(["--config", str(smoke_config), override]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1

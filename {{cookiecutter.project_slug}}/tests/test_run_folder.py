@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+import resource
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from {{ cookiecutter.package_name }}.config import ConfigError, load_config
-from {{ cookiecutter.package_name }}.preemption import PreemptedError
+from {{ cookiecutter.package_name }}.config import load_config
+from {{ cookiecutter.package_name }}.errors import ConfigError, PreemptedError
+from {{ cookiecutter.package_name }}.run_files import RunFiles
 from {{ cookiecutter.package_name }}.train import main, run
 
 if TYPE_CHECKING:
-    from conftest import StopAtSync, TrainSmoke
+    from helpers import StopAtSync, TrainSmoke
 
 
 def contents(folder: Path) -> dict[str, bytes]:
@@ -95,3 +100,44 @@ def test_name_must_be_a_plain_folder_name(smoke_config: Path) -> None:
     assert load_config(smoke_config).name == "smoke"  # from the file's name
     with pytest.raises(ConfigError, match=r"name='\.\./elsewhere'"):
         load_config(smoke_config, ["name=../elsewhere"])
+
+
+def limit_file_size(size: int) -> None:
+    """In the child: files past `size` bytes fail to write with EFBIG, as a disk that fills."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the process instead
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+
+def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_last_checkpoint(
+    smoke_config: Path, tmp_path: Path
+) -> None:
+    run_folder = tmp_path / "run"
+    assert main(["--config", str(smoke_config), f"output_dir={run_folder}", "train.epochs=1"]) == 0
+    files = RunFiles(run_folder)
+    saved = files.last.read_bytes()
+    # Resumed for one more epoch where no file may be as large as a checkpoint.
+    resumed = subprocess.run(
+        [sys.executable, "-m", "{{ cookiecutter.package_name }}.train", "--config",
+         str(smoke_config), f"output_dir={run_folder}", "resume=auto", "train.epochs=2"],
+        capture_output=True, text=True, check=False,
+        preexec_fn=lambda: limit_file_size(len(saved) - 1),
+    )  # fmt: skip
+    assert resumed.returncode == 1, resumed.stderr
+    assert resumed.stderr.strip().splitlines() == [
+        f"training failed: could not write {files.last} (File too large); the file is larger "
+        "than this process may write (ulimit -f); write elsewhere"
+    ]
+    assert files.last.read_bytes() == saved  # the last good checkpoint, untouched
+    assert sorted(path.name for path in files.checkpoints.iterdir()) == ["best.pt", "last.pt"]
+    assert files.read_manifest()["status"] == "failed"
+
+
+def test_an_output_dir_that_cannot_be_made_is_one_line_and_exit_1(
+    smoke_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    assert main(["--config", str(smoke_config), f"output_dir={blocker / 'run'}"]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"training failed: could not write {blocker / 'run'}")
+    assert line.endswith("a part of the path is a file, not a folder; choose another path")

@@ -14,11 +14,12 @@ import pytest
 
 from {{ cookiecutter.package_name }} import report, sweep
 from {{ cookiecutter.package_name }}.config import load_config
-from {{ cookiecutter.package_name }}.preemption import PreemptedError
+from {{ cookiecutter.package_name }}.errors import PreemptedError
+from {{ cookiecutter.package_name }}.run_files import RunFiles
 from {{ cookiecutter.package_name }}.train import run
 
 if TYPE_CHECKING:
-    from conftest import StopAtSync
+    from helpers import StopAtSync
 
 SMALL = ["train.epochs=2", "data.num_train=512", "data.num_val=128"]
 GRID = ["--seeds", "0,1", "--grid", "optim.lr=0.001,0.003"]
@@ -154,7 +155,9 @@ def test_report_names_a_run_it_cannot_read_and_reports_the_rest(
     damaged.mkdir()
     for name in ("run.json", "config.yaml"):
         (damaged / name).write_bytes((root / RUN_NAMES[0] / name).read_bytes())
-    (damaged / "metrics.jsonl").write_text('{"step": 1, "loss": 2.3}\n{"step": 2, "lo', "utf-8")
+    # Damage inside the file (a line cut short at its very end is a kill, and is left out).
+    lines = '{"step": 1, "loss": 2.3}\n{"step": 2, "lo\n{"step": 3, "loss": 2.2}\n'
+    (damaged / "metrics.jsonl").write_text(lines, "utf-8")
     out = tmp_path / "out"
     assert report.main([str(root), str(damaged), "--out", str(out)]) == 0
     assert f"skipped {damaged / 'metrics.jsonl'} line 2 is not JSON" in capsys.readouterr().err
@@ -162,6 +165,11 @@ def test_report_names_a_run_it_cannot_read_and_reports_the_rest(
     assert "## Skipped" in text
     assert "line 2 is not JSON" in text
     assert text.count("| completed |") == 4
+
+
+def test_a_last_line_cut_short_by_a_kill_is_left_out(tmp_path: Path) -> None:
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 2.3}\n{"step": 2, "lo', "utf-8")
+    assert RunFiles(tmp_path).read_metrics() == [{"step": 1, "loss": 2.3}]
 
 
 def test_report_of_a_folder_without_runs_exits_2_with_one_line(

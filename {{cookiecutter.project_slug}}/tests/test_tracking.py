@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from {{ cookiecutter.package_name }}.checkpoint import load_checkpoint
-from {{ cookiecutter.package_name }}.config import ConfigError, load_config
+from {{ cookiecutter.package_name }}.config import load_config
+from {{ cookiecutter.package_name }}.errors import ConfigError
 from {{ cookiecutter.package_name }}.train import run
 
 if TYPE_CHECKING:
-    from conftest import TrainSmoke
+    from helpers import TrainSmoke
 
 # Where each backend leaves its records inside output_dir.
 OUTPUT_FOLDER = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlruns"}

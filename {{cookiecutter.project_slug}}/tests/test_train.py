@@ -5,17 +5,18 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import read_metrics, step_losses
 from {{ cookiecutter.package_name }}.config import load_config
-from {{ cookiecutter.package_name }}.guards import TrainingFailedError, check_loss_decreased
+from {{ cookiecutter.package_name }}.errors import TrainingFailedError
+from {{ cookiecutter.package_name }}.guards import check_loss_decreased
 from {{ cookiecutter.package_name }}.reproducibility import configure_determinism
-from {{ cookiecutter.package_name }}.run_log import read_metrics, step_losses
 from {{ cookiecutter.package_name }}.train import main, run
 
 
 def test_smoke_training_lowers_the_loss(smoke_config: Path, tmp_path: Path) -> None:
     config = load_config(smoke_config, [f"output_dir={tmp_path}"])
     final = run(config)
-    records = read_metrics(tmp_path / "metrics.jsonl")
+    records = read_metrics(tmp_path)
     epochs = [r for r in records if "train_loss" in r]
     assert len(epochs) == config.train.epochs
     assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]
@@ -25,7 +26,7 @@ def test_smoke_training_lowers_the_loss(smoke_config: Path, tmp_path: Path) -> N
 
 def test_every_step_is_logged_with_step_epoch_and_loss(smoke_config: Path, tmp_path: Path) -> None:
     run(load_config(smoke_config, [f"output_dir={tmp_path}", "train.epochs=2"]))
-    steps = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "loss" in r]
+    steps = [r for r in read_metrics(tmp_path) if "loss" in r]
     assert [r["step"] for r in steps] == list(range(1, len(steps) + 1))
     assert {r["epoch"] for r in steps} == {0, 1}
 
@@ -33,7 +34,7 @@ def test_every_step_is_logged_with_step_epoch_and_loss(smoke_config: Path, tmp_p
 def test_the_gradient_norm_is_logged_at_every_host_sync(smoke_config: Path, tmp_path: Path) -> None:
     overrides = [f"output_dir={tmp_path}", "train.epochs=2", "train.log_every=5"]
     run(load_config(smoke_config, overrides))
-    records = read_metrics(tmp_path / "metrics.jsonl")
+    records = read_metrics(tmp_path)
     # Every 5 steps, and at each epoch's last step (16 steps per epoch in the smoke config).
     assert [r["step"] for r in records if "grad_norm" in r] == [5, 10, 15, 16, 20, 25, 30, 32]
     assert all(r["grad_norm"] > 0 for r in records if "grad_norm" in r)

@@ -12,17 +12,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from helpers import read_metrics, step_losses
 from {{ cookiecutter.package_name }}.checkpoint import load_checkpoint
-from {{ cookiecutter.package_name }}.preemption import (
-    TIME_LIMIT_EXIT_CODE,
-    PreemptedError,
-    TimeBudget,
-)
-from {{ cookiecutter.package_name }}.run_log import read_metrics, step_losses
+from {{ cookiecutter.package_name }}.errors import PreemptedError
+from {{ cookiecutter.package_name }}.preemption import TIME_LIMIT_EXIT_CODE, TimeBudget
 from {{ cookiecutter.package_name }}.train import main
 
 if TYPE_CHECKING:
-    from conftest import CrashAtSync, StopAtSync, TrainSmoke
+    from helpers import CrashAtSync, StopAtSync, TrainSmoke
 
 SMOKE_LR, SMOKE_STEPS, STEPS_PER_EPOCH = 0.003, 48, 16  # configs/smoke.yaml
 
@@ -33,11 +30,11 @@ def manifest(output_dir: Path) -> dict[str, object]:
 
 
 def evaluations(output_dir: Path) -> list[dict[str, float]]:
-    return [r for r in read_metrics(output_dir / "metrics.jsonl") if "val_loss" in r]
+    return [r for r in read_metrics(output_dir) if "val_loss" in r]
 
 
 def rates(output_dir: Path) -> list[float]:
-    return [r["lr"] for r in read_metrics(output_dir / "metrics.jsonl") if "lr" in r]
+    return [r["lr"] for r in read_metrics(output_dir) if "lr" in r]
 
 
 def test_warmup_rises_linearly_then_hands_over_to_the_schedule(train_smoke: TrainSmoke) -> None:
@@ -58,7 +55,7 @@ def test_warmup_resumes_exactly(train_smoke: TrainSmoke, stop_at_sync: type[Stop
     with pytest.raises(PreemptedError):  # syncs at steps 10 and 16: stops before warm-up ends
         train_smoke("split", *knobs, stop=stop_at_sync(1))
     split = train_smoke("split", *knobs, "resume=auto")
-    assert read_metrics(split / "metrics.jsonl") == read_metrics(straight / "metrics.jsonl")
+    assert read_metrics(split) == read_metrics(straight)
 
 
 def test_max_steps_stops_mid_epoch_and_resume_carries_on_exactly(

@@ -2,21 +2,17 @@
 
 `Checkpointer` holds one registry of the parts a run saves (model, optimizer, scheduler, gradient
 scaler, every RNG, the training state); save and load both read it, so a part cannot be saved but
-not restored. A file is written to a temp file in the same folder, flushed to disk, then renamed
-over the old one: a kill at any moment leaves either the previous checkpoint or the new one.
+not restored. Files are written whole (atomic_files.py): a kill or a full disk at any moment
+leaves either the previous checkpoint or the new one.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import os
+import io
 import pickle
 import random
-import tempfile
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -24,8 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import ConfigError, TrainConfig
+from .atomic_files import write_bytes
+from .errors import CheckpointDamagedError, ConfigError
 from .guards import check_finite_weights
+from .run_files import BEST, RunFiles, other_checkpoint
 
 
 class Stateful(Protocol):
@@ -34,62 +32,6 @@ class Stateful(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> Any: ...
-
-
-@dataclass
-class TrainState:
-    """Where training stands, and the history the guards and early stopping need."""
-
-    epoch: int = 0  # epochs finished
-    batches_done: int = 0  # loader batches (micro-batches) finished in the unfinished epoch
-    step: int = 0  # optimizer steps finished, counted from 1 in metrics.jsonl
-    current_epoch_losses: list[float] = field(default_factory=list)
-    epoch_mean_losses: list[float] = field(default_factory=list)
-    best_val_loss: float = math.inf  # the lowest so far: best.pt holds those weights
-    # Early stopping: the loss an evaluation must beat by `early_stop_min_delta`, and how many
-    # evaluations in a row have not.
-    early_stop_reference: float = math.inf
-    evaluations_without_improvement: int = 0
-
-    def advance(self, batches: int) -> None:
-        """One optimizer step over `batches` loader batches."""
-        self.step += 1
-        self.batches_done += batches
-
-    def epoch_loss_so_far(self) -> float:
-        return sum(self.current_epoch_losses) / len(self.current_epoch_losses)
-
-    def close_epoch(self) -> None:
-        self.epoch_mean_losses.append(self.epoch_loss_so_far())
-        self.epoch += 1
-        self.batches_done, self.current_epoch_losses = 0, []
-
-    def epoch_means(self) -> list[float]:
-        """Mean loss of every epoch trained in, the unfinished one too (after train.max_steps)."""
-        partial = [self.epoch_loss_so_far()] if self.current_epoch_losses else []
-        return [*self.epoch_mean_losses, *partial]
-
-    def record_evaluation(self, val_loss: float, train_config: TrainConfig) -> bool:
-        """Keep score for best.pt and early stopping; True when this is the best so far."""
-        if val_loss < self.early_stop_reference - train_config.early_stop_min_delta:
-            self.early_stop_reference, self.evaluations_without_improvement = val_loss, 0
-        else:
-            self.evaluations_without_improvement += 1
-        is_best = val_loss < self.best_val_loss
-        self.best_val_loss = min(self.best_val_loss, val_loss)
-        return is_best
-
-    def out_of_patience(self, train_config: TrainConfig) -> bool:
-        """Early stopping is due: that many evaluations in a row without a real gain."""
-        patience = train_config.early_stop_patience
-        return patience > 0 and self.evaluations_without_improvement >= patience
-
-    def state_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name, value in state.items():
-            setattr(self, name, value)
 
 
 class GlobalRng:
@@ -132,7 +74,7 @@ class Checkpointer:
 
     def __init__(
         self,
-        folder: Path,
+        run: RunFiles,
         parts: Mapping[str, Stateful],
         *,
         weights: nn.Module,
@@ -140,7 +82,7 @@ class Checkpointer:
         before_save: Callable[[], None],
         enabled: bool,
     ) -> None:
-        self.folder = folder
+        self.run = run
         self.parts = parts
         self.weights = weights
         self.describe = describe
@@ -151,15 +93,15 @@ class Checkpointer:
         """Write `last.pt` and/or `best.pt`, both from one snapshot of the parts."""
         # Weights gone NaN/inf between two checks of the loss must never be saved as good ones.
         check_finite_weights(list(self.weights.parameters()), epoch)
-        names = [name for name, wanted in (("last.pt", last), ("best.pt", best)) if wanted]
-        if not (self.enabled and names):
+        paths = [path for path, wanted in ((self.run.last, last), (self.run.best, best)) if wanted]
+        if not (self.enabled and paths):
             return
         self.before_save()
         # Built once for both files: copying weights and RNG states costs time.
         state = {name: part.state_dict() for name, part in self.parts.items()}
         state.update(self.describe())
-        for name in names:
-            save_checkpoint(state, self.folder / name)
+        for path in paths:
+            save_checkpoint(state, path)
 
     def load(self, path: Path) -> dict[str, Any]:
         """Restore every part from `path`; returns all it holds (the described entries too)."""
@@ -176,22 +118,11 @@ class Checkpointer:
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    temporary = Path(temporary_name)
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            torch.save(state, file)
-            file.flush()
-            os.fsync(file.fileno())
-        temporary.replace(path)  # atomic on POSIX and Windows
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
-class CheckpointDamagedError(RuntimeError):
-    """A checkpoint is missing or cannot be read; the message names it and what to do instead."""
+    # Serialised in memory first: torch.save reports a full disk as an opaque RuntimeError
+    # ("unexpected pos"), a plain write as an OSError that names the cause.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_bytes(path, buffer.getbuffer())
 
 
 def load_checkpoint(path: Path, resuming: bool = False) -> dict[str, Any]:
@@ -199,7 +130,7 @@ def load_checkpoint(path: Path, resuming: bool = False) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointDamagedError(
             f"checkpoint {path} does not exist; pass a file such as "
-            "outputs/<name>/<run>/checkpoints/best.pt"
+            f"outputs/<name>/<run>/checkpoints/{BEST}"
         )
     try:
         # weights_only: a checkpoint from elsewhere cannot run code when loaded.
@@ -207,10 +138,11 @@ def load_checkpoint(path: Path, resuming: bool = False) -> dict[str, Any]:
     except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as error:
         # torch says "PytorchStreamReader failed reading zip archive" for a file cut short.
         reason = str(error).strip().split(". ")[0][:120] or type(error).__name__
-        other = path.with_name("last.pt" if path.name == "best.pt" else "best.pt")
+        other = other_checkpoint(path)
         if resuming:
-            fix = f"resume from another one (e.g. resume={other}) or start over in a new output_dir"
-        elif path.name in ("best.pt", "last.pt"):
+            instead = f" (e.g. resume={other})" if other else ""
+            fix = f"resume from another one{instead} or start over in a new output_dir"
+        elif other is not None:
             fix = f"use the run's other checkpoint ({other}) or train again"
         else:
             fix = "pass a file that training or `export --format weights` wrote"

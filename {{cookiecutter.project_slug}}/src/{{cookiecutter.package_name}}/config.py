@@ -16,9 +16,8 @@ from typing import Any, Literal
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A bad key, type or value in a config file or override; the message says how to fix it."""
+from .atomic_files import write_text
+from .errors import ConfigError
 
 
 class ConfigLoader(yaml.SafeLoader):
@@ -268,7 +267,6 @@ def check_values(config: Config) -> None:
     if config.data.num_classes < 2:
         raise ConfigError("data.num_classes must be at least 2")
     check_data_values(config.data)
-    check_registered(config)
 
 
 def check_data_values(data: DataConfig) -> None:
@@ -284,19 +282,9 @@ def check_data_values(data: DataConfig) -> None:
         )
 
 
-def check_registered(config: Config) -> None:
-    """data.name and model.name must name registered entries (a typo stops before any work)."""
-    # Imported here: the registries' modules import this one for DataConfig and ModelConfig.
-    from .data import registered_dataset
-    from .models import registered_model
-
-    registered_dataset(config.data.name)
-    registered_model(config.model.name)
-
-
 def to_dict(config: Config) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
 def save_config(config: Config, path: Path) -> None:
-    path.write_text(yaml.safe_dump(to_dict(config), sort_keys=False), encoding="utf-8")
+    write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))

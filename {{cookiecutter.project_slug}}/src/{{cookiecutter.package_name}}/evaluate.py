@@ -17,12 +17,12 @@ import typing
 from collections.abc import Sequence
 from pathlib import Path
 
-from .commands import run_command
+from .atomic_files import write_json
 from .data import Split, build_split
 from .data.loaders import make_loader
 from .distributed import DistributedContext, resolve_device
+from .errors import run_command
 from .inference import load_trained_model
-from .manifest import write_json
 from .reproducibility import configure_determinism
 from .trainer import autocast_dtype_for, evaluate_model
 

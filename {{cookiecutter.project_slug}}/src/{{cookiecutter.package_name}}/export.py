@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,10 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from .atomic_files import write_atomically
 from .checkpoint import save_checkpoint
-from .commands import run_command
-from .config import ConfigError, to_dict
-from .inference import InputError, TrainedModel, load_trained_model
+from .config import to_dict
+from .errors import ConfigError, InputError, MissingPackageError, run_command
+from .inference import TrainedModel, load_trained_model
 
 TOLERANCE = 1e-5  # largest difference from the eager model's logits that an export may show
 EXAMPLE_BATCH = 8
@@ -76,7 +79,7 @@ def onnx_runtime() -> Any:
         importlib.import_module("onnxscript")  # torch.onnx.export's exporter needs it
         return importlib.import_module("onnxruntime")
     except ImportError:
-        raise InputError(
+        raise MissingPackageError(
             'export --format onnx needs the onnx extra: uv pip install -e ".[onnx]"'
         ) from None
 
@@ -118,21 +121,20 @@ def export(checkpoint: Path, format_name: str, output: Path) -> float:
     with torch.no_grad():
         expected = trained.model(inputs)
     write, run = FORMATS[format_name]
-    output.parent.mkdir(parents=True, exist_ok=True)
-    # Written and checked under a temporary name: a failed export leaves no file to mistake.
-    partial = output.with_name(f".{output.stem}.partial{output.suffix}")
-    try:
-        write(trained, inputs, partial)
+    # Written and checked in a scratch folder (the exporters want a path), then put in place
+    # whole: a failed export or check leaves no file to mistake for a good one.
+    with tempfile.TemporaryDirectory(prefix="export-") as scratch_folder:
+        scratch = Path(scratch_folder) / output.name
+        write(trained, inputs, scratch)
         with torch.no_grad():
-            difference = float((run(partial, inputs) - expected).abs().max())
+            difference = float((run(scratch, inputs) - expected).abs().max())
         if not difference <= TOLERANCE:
             raise InputError(
                 f"the {format_name} export differs from the eager model by {difference:.2e} "
                 f"(more than {TOLERANCE:g}); nothing was written. Please report it with the model"
             )
-        partial.replace(output)
-    finally:
-        partial.unlink(missing_ok=True)
+        with scratch.open("rb") as written:
+            write_atomically(output, lambda file: shutil.copyfileobj(written, file))
     return difference
 
 

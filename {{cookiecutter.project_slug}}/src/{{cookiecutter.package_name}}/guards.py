@@ -6,13 +6,10 @@ import torch
 from torch import nn
 
 from .config import Config
+from .errors import TrainingFailedError
 
 # A "decrease" smaller than this fraction is rounding noise, not learning.
 MIN_RELATIVE_DECREASE = 1e-4
-
-
-class TrainingFailedError(RuntimeError):
-    """The run cannot go on (or did not learn); the message says where and why."""
 
 
 def non_finite_message(epoch: int, step: int | None) -> str:

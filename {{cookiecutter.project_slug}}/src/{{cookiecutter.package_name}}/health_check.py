@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from .errors import HealthCheckError, run_command
 from .manifest import LOCK_FILE, describe_environment
 from .models import SmallCNN
 
@@ -51,7 +52,7 @@ def exercise(device: torch.device) -> None:
     model = SmallCNN(in_channels=1, num_classes=10, width=8).to(device)
     logits = model(torch.randn(4, 1, 16, 16, device=device))
     if not (torch.isfinite(product).all() and logits.shape == (4, 10)):
-        raise RuntimeError(f"wrong results on {device}")
+        raise HealthCheckError("wrong results from a matmul or a forward pass")
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -60,27 +61,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Check that this machine can train.")
     parser.add_argument("--require-cuda", action="store_true", help="fail without a CUDA device")
     arguments = parser.parse_args(argv)
+    return run_command("health check", lambda: check(require_cuda=arguments.require_cuda))
 
+
+def check(require_cuda: bool) -> None:
     environment = describe_environment()
     print(f"torch {environment['torch']}, CUDA {environment['cuda']}, cuDNN {environment['cudnn']}")
     for line in [*lock_lines(environment), *device_lines()]:
         print(line)
-    if arguments.require_cuda and not torch.cuda.is_available():
-        print(
-            "health check failed: --require-cuda but no CUDA device is visible; check the "
-            "driver (nvidia-smi) and run containers with --gpus all",
-            file=sys.stderr,
+    if require_cuda and not torch.cuda.is_available():
+        raise HealthCheckError(
+            "--require-cuda but no CUDA device is visible; check the driver (nvidia-smi) and "
+            "run containers with --gpus all"
         )
-        return 1
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         exercise(device)
-    except RuntimeError as error:
-        print(f"health check failed on {device}: {error}", file=sys.stderr)
-        return 1
+    except RuntimeError as error:  # a broken kernel or driver, in torch's own words
+        raise HealthCheckError(f"on {device}: {error}") from None
     note = "" if device.type == "cuda" else " (CPU only: fine for tests and smoke runs)"
     print(f"health check passed on {device}{note}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -12,14 +12,11 @@ from pathlib import Path
 
 from torch import nn
 
-from .checkpoint import CheckpointDamagedError, load_checkpoint
-from .config import Config, ConfigError, build_config
+from .checkpoint import load_checkpoint
+from .config import Config, build_config
 from .data import Preprocessing, preprocessing_for
+from .errors import CheckpointDamagedError, ConfigError
 from .models import build_model
-
-
-class InputError(ValueError):
-    """An input the command cannot use; the message names the file and what it needs instead."""
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.metadata
-import json
 import os
 import platform
 import re
@@ -23,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from .atomic_files import write_json
+from .run_files import RunFiles
 
 # The Dockerfile sets this to the image's tag, so a run records the exact environment it ran in.
 IMAGE_TAG_VARIABLE = "CONTAINER_IMAGE_TAG"
@@ -151,9 +153,19 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def write_json(path: Path, values: dict[str, Any]) -> None:
-    """Through a temp file and a rename: a reader (or a crash) never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(values, indent=2) + "\n", encoding="utf-8")
-    temporary.replace(path)
+class Manifest:
+    """One run's run.json: what produced it, from the start, and how it ended, at the end."""
+
+    def __init__(self, files: RunFiles, **details: Any) -> None:
+        self.files = files
+        self.values: dict[str, Any] = {
+            "status": "running", "started": now(), **details, **describe_environment(),
+        }  # fmt: skip
+
+    def write(self) -> None:
+        write_json(self.files.manifest, self.values)
+
+    def finish(self, status: str, **details: Any) -> None:
+        """The last word: completed, stopped_early, interrupted, time_limit or failed."""
+        self.values.update(status=status, ended=now(), **details)
+        self.write()

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch import nn
 
-from .commands import run_command
 from .data import Preprocessing
-from .inference import InputError, load_trained_model
+from .data.images import read_pixels
+from .errors import InputError, UnreadableImageError, run_command
+from .inference import load_trained_model
 
 ARRAY_SUFFIXES = (".npy", ".pt")
 BATCH_SIZE = 256  # images per forward pass
@@ -47,22 +47,18 @@ def read_inputs(
 
 
 def read_image(path: Path, preprocessing: Preprocessing) -> torch.Tensor:
-    """An image file, converted and resized as training's images were, then normalised."""
+    """An image file, decoded as training's images were (data/images.py), then normalised."""
     channels, height, width = preprocessing.input_shape
     if channels not in (1, 3):
         raise InputError(f"{path}: the model takes {channels}-channel inputs; pass .npy arrays")
     try:
-        with Image.open(path) as opened:
-            image = opened.convert("L" if channels == 1 else "RGB")
-    except (UnidentifiedImageError, OSError) as error:
+        pixels = read_pixels(path, channels, height, width)
+    except UnreadableImageError as error:
         raise InputError(
-            f"{path} is not an image Pillow can read ({error.__class__.__name__}); pass PNG or "
-            "JPEG files, or .npy/.pt arrays"
+            f"{path} is not an image Pillow can read ({error}); pass PNG or JPEG files, or "
+            ".npy/.pt arrays"
         ) from None
-    if image.size != (width, height):
-        image = image.resize((width, height), Image.Resampling.BILINEAR)
-    pixels = torch.from_numpy(np.array(image, dtype=np.uint8)).reshape(height, width, channels)
-    return preprocessing.pixels_to_input(pixels.permute(2, 0, 1).unsqueeze(0))[0]
+    return preprocessing.pixels_to_input(torch.from_numpy(pixels).unsqueeze(0))[0]
 
 
 def read_array(path: Path) -> torch.Tensor:

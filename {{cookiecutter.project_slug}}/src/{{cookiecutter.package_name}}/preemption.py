@@ -12,6 +12,8 @@ import signal
 import time
 from types import FrameType
 
+from .errors import PreemptedError
+
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # As GNU `timeout` reports a command that ran out of time.
 TIME_LIMIT_EXIT_CODE = 124
@@ -48,23 +50,16 @@ class TimeBudget:
         return self.minutes > 0 and time.monotonic() >= self.deadline
 
 
-class PreemptedError(RuntimeError):
-    """Training stopped from outside after saving a checkpoint that `resume=auto` continues."""
+def preempted_by_signal(signal_number: int, checkpoint: str) -> PreemptedError:
+    name = signal.Signals(signal_number).name
+    exit_code = 128 + signal_number  # as a shell reports a command killed by that signal
+    return PreemptedError(
+        f"stopped by {name}", checkpoint, run_status="interrupted", exit_code=exit_code
+    )
 
-    def __init__(self, reason: str, checkpoint: str, *, status: str, exit_code: int) -> None:
-        super().__init__(f"{reason}; checkpoint saved to {checkpoint}; continue with resume=auto")
-        self.status = status  # for run.json
-        self.exit_code = exit_code
 
-    @classmethod
-    def by_signal(cls, signal_number: int, checkpoint: str) -> PreemptedError:
-        name = signal.Signals(signal_number).name
-        exit_code = 128 + signal_number  # as a shell reports a command killed by that signal
-        return cls(f"stopped by {name}", checkpoint, status="interrupted", exit_code=exit_code)
-
-    @classmethod
-    def at_time_limit(cls, minutes: float, checkpoint: str) -> PreemptedError:
-        return cls(
-            f"stopped at train.time_limit_minutes={minutes:g}", checkpoint,
-            status="time_limit", exit_code=TIME_LIMIT_EXIT_CODE,
-        )  # fmt: skip
+def preempted_at_time_limit(minutes: float, checkpoint: str) -> PreemptedError:
+    return PreemptedError(
+        f"stopped at train.time_limit_minutes={minutes:g}", checkpoint,
+        run_status="time_limit", exit_code=TIME_LIMIT_EXIT_CODE,
+    )  # fmt: skip

@@ -13,7 +13,6 @@ cannot be read is named in the report and skipped. `--out` defaults to the first
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -22,10 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from .commands import run_command
-from .config import ConfigError
+from .atomic_files import write_atomically, write_text
+from .errors import ConfigError, RunUnreadableError, run_command
+from .run_files import MANIFEST, REPORT, RunFiles, runs_below
 from .tracking import flatten
 
 # Keys that differ between any two runs without making them different experiments.
@@ -58,45 +56,25 @@ class Run:
         return self.evaluations[-1] if self.evaluations else {}
 
 
-class RunUnreadableError(ValueError):
-    """A run's files cannot be read; the message names the file and the line."""
-
-
-def find_run_folders(paths: Sequence[Path]) -> list[Path]:
-    folders: list[Path] = []
+def find_runs(paths: Sequence[Path]) -> list[RunFiles]:
     for path in paths:
         if not path.is_dir():
             raise ConfigError(f"{path} is not a folder; pass run or sweep folders")
-        found = sorted(manifest.parent for manifest in path.rglob("run.json"))
-        folders += [folder for folder in found if folder not in folders]
-    if not folders:
-        raise ConfigError(f"no runs (folders with run.json) below {', '.join(map(str, paths))}")
-    return folders
+    runs = runs_below(paths)
+    if not runs:
+        raise ConfigError(f"no runs (folders with {MANIFEST}) below {', '.join(map(str, paths))}")
+    return runs
 
 
-def read_run(folder: Path) -> Run:
-    try:
-        manifest = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-        config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
-    except (OSError, ValueError, yaml.YAMLError) as error:
-        raise RunUnreadableError(
-            f"{folder}: run.json or config.yaml unreadable ({error})"
-        ) from None
+def read_run(files: RunFiles) -> Run:
+    manifest, config = files.read_manifest(), files.read_config()
     steps, evaluations = [], []
-    metrics = folder / "metrics.jsonl"
-    lines = metrics.read_text(encoding="utf-8").splitlines() if metrics.is_file() else []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            raise RunUnreadableError(f"{metrics} line {number} is not JSON") from None
+    for record in files.read_metrics():
         if "loss" in record:
             steps.append((int(record["step"]), float(record["loss"])))
         if "val_loss" in record:
             evaluations.append(record)
-    return Run(folder, flatten(config), manifest, steps, evaluations)
+    return Run(files.root, flatten(config), manifest, steps, evaluations)
 
 
 def differing_keys(runs: Sequence[Run]) -> list[str]:
@@ -180,7 +158,7 @@ def plot(groups: dict[str, list[Run]], out: Path) -> list[str]:
     axis.set(xlabel="optimizer step", ylabel="training loss", title="Training loss per step")
     axis.legend(fontsize="small")
     figure.tight_layout()
-    figure.savefig(out / "loss.png", dpi=120)
+    save_figure(figure, out / "loss.png")
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4.5))
     for index, (name, members) in enumerate(groups.items()):
         colour = colours[index % len(colours)]
@@ -196,9 +174,13 @@ def plot(groups: dict[str, list[Run]], out: Path) -> list[str]:
     )
     loss_axis.legend(fontsize="small")
     figure.tight_layout()
-    figure.savefig(out / "validation.png", dpi=120)
+    save_figure(figure, out / "validation.png")
     plt.close("all")
     return ["loss.png", "validation.png"]
+
+
+def save_figure(figure: Any, path: Path) -> None:
+    write_atomically(path, lambda file: figure.savefig(file, format="png", dpi=120))
 
 
 def band(axis: Any, curves: Sequence[dict[int, float]], colour: str, label: str) -> None:
@@ -213,9 +195,9 @@ def band(axis: Any, curves: Sequence[dict[int, float]], colour: str, label: str)
 
 def write_report(paths: Sequence[Path], out: Path) -> Path:
     runs, skipped = [], []
-    for folder in find_run_folders(paths):
+    for files in find_runs(paths):
         try:
-            runs.append(read_run(folder))
+            runs.append(read_run(files))
         except RunUnreadableError as error:
             skipped.append(str(error))
             print(f"report: skipped {error}", file=sys.stderr)
@@ -225,7 +207,6 @@ def write_report(paths: Sequence[Path], out: Path) -> Path:
     groups: dict[str, list[Run]] = {}
     for run in runs:
         groups.setdefault(configuration(run, keys), []).append(run)
-    out.mkdir(parents=True, exist_ok=True)
     images = plot(groups, out)
     base = paths[0] if len(paths) == 1 else Path.cwd()
     lines = [f"# Report: {len(runs)} runs in {', '.join(map(str, paths))}", ""]
@@ -239,7 +220,7 @@ def write_report(paths: Sequence[Path], out: Path) -> Path:
     if skipped:
         lines += ["## Skipped", "", *(f"- {reason}" for reason in skipped), ""]
     report = out / "report.md"
-    report.write_text("\n".join(lines), encoding="utf-8")
+    write_text(report, "\n".join(lines))
     return report
 
 
@@ -250,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
 
     def report() -> None:
-        out = arguments.out or arguments.folders[0] / "report"
+        out = arguments.out or arguments.folders[0] / REPORT
         print(f"wrote {write_report(arguments.folders, out)}")
 
     return run_command("report", report)

@@ -16,12 +16,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Config, ConfigError
+from .config import Config
 from .distributed import DistributedContext, share_from_main
+from .errors import ConfigError, ProjectError, storage_error
+from .run_files import RunFiles, resumable_runs, run_of_checkpoint
 
 RUNS_ROOT = Path("outputs")
-# Any of these means a run has written here: a new run must not touch them.
-RUN_FILES = ("run.json", "metrics.jsonl", "config.yaml", "checkpoints")
 
 
 @dataclass(frozen=True)
@@ -35,22 +35,18 @@ class RunFolder:
 def agree_on_run_folder(config: Config, context: DistributedContext) -> RunFolder:
     """The main process chooses (under torchrun, ranks could see different clocks and files);
     every rank gets its choice, or raises its error."""
-    chosen: RunFolder | ConfigError | None = None
+    chosen: RunFolder | ProjectError | None = None
     if context.is_main:
         try:
             chosen = choose_run_folder(config)
-        except ConfigError as error:
+        except ProjectError as error:
             chosen = error  # raised on every rank below, not just here: no rank waits for ever
     shared = share_from_main(chosen, context)
-    if isinstance(shared, ConfigError):
+    if isinstance(shared, ProjectError):
         raise shared
     if not isinstance(shared, RunFolder):
         raise TypeError(f"the main process shared {shared!r}, not a run folder")
     return shared
-
-
-def holds_run(folder: Path) -> bool:
-    return any((folder / name).exists() for name in RUN_FILES)
 
 
 def choose_run_folder(config: Config) -> RunFolder:
@@ -62,7 +58,7 @@ def choose_run_folder(config: Config) -> RunFolder:
     if config.resume == "auto":
         latest = latest_resumable_run(runs)
         if latest is not None:
-            return RunFolder(latest, latest / "checkpoints" / "last.pt")
+            return RunFolder(latest, RunFiles(latest).last)
         return RunFolder(
             new_run_folder(runs),
             None,
@@ -72,32 +68,32 @@ def choose_run_folder(config: Config) -> RunFolder:
     if config.resume:
         checkpoint = existing_checkpoint(config.resume)
         # <run>/checkpoints/last.pt continues in <run>; any other file starts a new folder.
-        run = checkpoint.parent.parent
-        inside_a_run = checkpoint.parent.name == "checkpoints" and (run / "run.json").is_file()
-        if inside_a_run:
-            return RunFolder(run, checkpoint)
+        run = run_of_checkpoint(checkpoint)
+        if run is not None:
+            return RunFolder(run.root, checkpoint)
         return RunFolder(new_run_folder(runs), checkpoint, created=True)
     return RunFolder(new_run_folder(runs), None, created=True)
 
 
 def explicit_folder(config: Config, folder: Path) -> RunFolder:
-    last = folder / "checkpoints" / "last.pt"
+    files = RunFiles(folder)
+    last = files.last
     if config.resume == "auto":
         if last.is_file():
             return RunFolder(folder, last)
-        if holds_run(folder):
+        if files.holds_run():
             # Asked to continue, but the run died before its first checkpoint: redo it in place.
             return RunFolder(folder, None, note=f"resume=auto: {last} not found; starting over")
         return RunFolder(folder, None)
     if config.resume:
         checkpoint = existing_checkpoint(config.resume)
-        if holds_run(folder) and checkpoint.resolve().parent != (folder / "checkpoints").resolve():
+        if files.holds_run() and not files.owns(checkpoint):
             raise ConfigError(
                 f"output_dir={folder} holds another run; to continue from {checkpoint} choose "
                 "an empty output_dir, or leave output_dir out for a new folder"
             )
         return RunFolder(folder, checkpoint)
-    if holds_run(folder):
+    if files.holds_run():
         raise ConfigError(
             f"output_dir={folder} already holds a run; continue it with resume=auto, or start "
             "over in a new folder (another output_dir, or none for outputs/<name>/<time>)"
@@ -126,20 +122,24 @@ def existing_checkpoint(resume: str) -> Path:
 def latest_resumable_run(runs: Path) -> Path | None:
     """The folder under `runs` whose `last.pt` was written last (any folder name: a SLURM job's
     `slurm-<id>` too), or None."""
-    checkpoints = runs.glob("*/checkpoints/last.pt") if runs.is_dir() else iter(())
-    latest = max(checkpoints, key=lambda path: path.stat().st_mtime_ns, default=None)
-    return None if latest is None else latest.parent.parent
+    latest = max(resumable_runs(runs), key=lambda run: run.last.stat().st_mtime_ns, default=None)
+    return None if latest is None else latest.root
 
 
 def new_run_folder(runs: Path) -> Path:
     """`runs/<UTC time>`, or `<time>-2`, `-3`, ... when runs start in the same second."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    runs.mkdir(parents=True, exist_ok=True)
+    try:
+        runs.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise storage_error(error, runs, "create") from None
     for attempt in range(1, 1000):
         folder = runs / (stamp if attempt == 1 else f"{stamp}-{attempt}")
         try:
             folder.mkdir()  # atomic: of two runs racing for a name, one gets it
         except FileExistsError:
             continue
+        except OSError as error:
+            raise storage_error(error, folder, "create") from None
         return folder
     raise ConfigError(f"could not make a new run folder in {runs}; set output_dir")

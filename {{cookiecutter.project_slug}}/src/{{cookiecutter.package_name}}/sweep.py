@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import re
 import shlex
@@ -27,8 +26,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .commands import run_command
-from .config import Config, ConfigError, load_config
+from .atomic_files import write_text
+from .config import Config
+from .errors import ConfigError, run_command
+from .run_files import RunFiles
+from .train import load_training_config
 
 FINISHED = ("completed", "stopped_early")  # run.json statuses a re-run leaves alone
 ALL_OVERRIDES = '"${overrides[@]}"'  # bash: every element of the task's array, each quoted
@@ -92,19 +94,15 @@ def plan_runs(grid: dict[str, list[str]], seeds: Sequence[int]) -> list[SweepRun
 
 def check_every_run(config_path: Path, base: Sequence[str], runs: Sequence[SweepRun]) -> Config:
     """Every run's config is built now, so a bad key or value stops the sweep before it starts."""
-    config = load_config(config_path, base)
+    config = load_training_config(config_path, base)
     for sweep_run in runs:
-        load_config(config_path, [*base, *sweep_run.overrides])
+        load_training_config(config_path, [*base, *sweep_run.overrides])
     return config
 
 
 def status_of(folder: Path) -> str | None:
     """run.json's status, or None before a run has written one."""
-    try:
-        status = json.loads((folder / "run.json").read_text(encoding="utf-8")).get("status")
-    except (OSError, ValueError):
-        return None
-    return str(status) if status is not None else None
+    return RunFiles(folder).status()
 
 
 def train_command(
@@ -125,15 +123,15 @@ def train_locally(
     environment = {**os.environ, "OMP_NUM_THREADS": str(threads)}
 
     def train_one(sweep_run: SweepRun) -> bool:
-        folder = sweep_run.folder(root)
-        folder.mkdir(parents=True, exist_ok=True)
-        with (folder / "train.log").open("a", encoding="utf-8") as log:
+        files = RunFiles(sweep_run.folder(root))
+        files.root.mkdir(parents=True, exist_ok=True)
+        with files.train_log.open("a", encoding="utf-8") as log:
             result = subprocess.run(
                 train_command(config_path, base, sweep_run, root),
                 stdout=log, stderr=subprocess.STDOUT, env=environment, check=False,
             )  # fmt: skip
-        ended = status_of(folder) or "failed"
-        print(f"{sweep_run.name}: {ended} (exit {result.returncode}; log: {folder / 'train.log'})")
+        ended = files.status() or "failed"
+        print(f"{sweep_run.name}: {ended} (exit {result.returncode}; log: {files.train_log})")
         return result.returncode == 0
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -178,9 +176,8 @@ def submit(script: str, root: Path) -> None:
         raise ConfigError(
             "--slurm: sbatch not found; run on the cluster's login node, or add --dry-run"
         )
-    root.mkdir(parents=True, exist_ok=True)
     path = root / "sweep.sbatch"
-    path.write_text(script, encoding="utf-8")
+    write_text(path, script)
     subprocess.run([sbatch, str(path)], check=True)
 
 

@@ -10,25 +10,22 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-
-class TagError(RuntimeError):
-    """The run cannot be tagged; the message says why and what to do."""
+from .errors import TagError, run_command
+from .run_files import CONFIG, MANIFEST, RunFiles
 
 
 def read_run(run_dir: Path) -> tuple[dict[str, Any], str]:
-    manifest_path, config_path = run_dir / "run.json", run_dir / "config.yaml"
-    if not manifest_path.is_file() or not config_path.is_file():
-        raise TagError(f"{run_dir} has no run.json and config.yaml; pass a training output_dir")
-    manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
-    config_hash = hashlib.sha256(config_path.read_bytes()).hexdigest()[:12]
-    return manifest, config_hash
+    files = RunFiles(run_dir)
+    if not files.manifest.is_file() or not files.config.is_file():
+        raise TagError(f"{run_dir} has no {MANIFEST} and {CONFIG}; pass a training output_dir")
+    config_hash = hashlib.sha256(files.config.read_bytes()).hexdigest()[:12]
+    return files.read_manifest(), config_hash
 
 
 def experiment_name(run_dir: Path) -> str:
@@ -86,13 +83,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--name", help="tag name (default: exp/<run folder>-<config hash>)")
     parser.add_argument("--allow-incomplete", action="store_true", help="tag an unfinished run")
     arguments = parser.parse_args(argv)
-    try:
+
+    def tag_and_report() -> None:
         tag = create_tag(arguments.run_dir, arguments.name, arguments.allow_incomplete)
-    except TagError as error:
-        print(f"tag_run: {error}", file=sys.stderr)
-        return 1
-    print(f"created tag {tag}; share it with: git push origin {tag}")
-    return 0
+        print(f"created tag {tag}; share it with: git push origin {tag}")
+
+    return run_command("tag_run", tag_and_report)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ All three work offline by default, so a run never fails for want of a network or
 - wandb runs in offline mode unless WANDB_MODE says otherwise (`wandb sync` uploads later);
 - mlflow logs to output_dir/mlruns unless MLFLOW_TRACKING_URI names a server.
 A tracker's run id is saved in every checkpoint, so a resumed run (`resume=auto`, a SLURM requeue)
-continues the same W&B or MLflow run instead of opening a second one.
+continues the same W&B or MLflow run instead of opening a second one. Each tracker is a sink
+(sinks.py) that takes the summary records: the last step of each host sync, every evaluation.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import os
 from pathlib import Path
 from typing import Any, Protocol
 
-from .config import Config, ConfigError, to_dict
+from .config import Config, to_dict
+from .errors import MissingPackageError
+from .sinks import Record, Sink
 
 PACKAGE_FOR_BACKEND = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow-skinny"}
 # Read once, at import: mlflow.set_tracking_uri() exports the variable itself, so reading it
@@ -23,20 +26,19 @@ PACKAGE_FOR_BACKEND = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow":
 USER_MLFLOW_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
 
 
-class Tracker(Protocol):
+class Tracker(Sink, Protocol):
     @property
     def run_id(self) -> str | None:
         """The tracker's own id of this run (saved in checkpoints); None where there is none."""
-
-    def log(self, values: dict[str, float], step: int) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class NoTracker:
     run_id = None
 
-    def log(self, values: dict[str, float], step: int) -> None:
+    def log(self, record: Record) -> None:
+        pass
+
+    def flush(self) -> None:
         pass
 
     def close(self) -> None:
@@ -50,9 +52,13 @@ class TensorBoardTracker:
         self.writer = SummaryWriter(str(log_dir))
         self.run_id = None  # a resumed run writes on into the same folder
 
-    def log(self, values: dict[str, float], step: int) -> None:
-        for name, value in values.items():
-            self.writer.add_scalar(name, value, step)
+    def log(self, record: Record) -> None:
+        if record.summary:
+            for name, value in record.values.items():
+                self.writer.add_scalar(name, value, record.step)
+
+    def flush(self) -> None:
+        self.writer.flush()
 
     def close(self) -> None:
         self.writer.close()
@@ -71,8 +77,12 @@ class WandbTracker:
         )
         self.run_id: str | None = str(self.run.id)
 
-    def log(self, values: dict[str, float], step: int) -> None:
-        self.run.log(values, step=step)
+    def log(self, record: Record) -> None:
+        if record.summary:
+            self.run.log(record.values, step=record.step)
+
+    def flush(self) -> None:
+        pass  # wandb writes from its own process
 
     def close(self) -> None:
         self.run.finish()
@@ -94,8 +104,12 @@ class MlflowTracker:
             # MLflow refuses to change a logged parameter, and a resume may change train.epochs.
             self.mlflow.log_params(flatten(to_dict(config)))
 
-    def log(self, values: dict[str, float], step: int) -> None:
-        self.mlflow.log_metrics(values, step=step)
+    def log(self, record: Record) -> None:
+        if record.summary:
+            self.mlflow.log_metrics(record.values, step=record.step)
+
+    def flush(self) -> None:
+        pass  # each call above is written at once
 
     def close(self) -> None:
         self.mlflow.end_run()
@@ -127,7 +141,7 @@ def open_tracker(
         return MlflowTracker(config, output_dir, resume_run_id)
     except ImportError:
         package = PACKAGE_FOR_BACKEND[backend]
-        raise ConfigError(
+        raise MissingPackageError(
             f"tracking.backend={backend} needs the {package} package; install it with "
             f"`uv pip install {package}` or use tracking.backend=none"
         ) from None

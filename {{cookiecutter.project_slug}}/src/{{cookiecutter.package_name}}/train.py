@@ -12,23 +12,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import enum
 import itertools
 import math
 import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .checkpoint import Checkpointer, GlobalRng, TrainState
-from .commands import FAILURES
-from .config import Config, ConfigError, TrainConfig, load_config, to_dict
-from .data import build_datasets, preprocessing_for
-from .data.loaders import make_loader
+from .checkpoint import Checkpointer, GlobalRng
+from .config import Config, TrainConfig, load_config, to_dict
+from .data import build_datasets, preprocessing_for, registered_dataset
+from .data.loaders import Batch, make_loader
 from .distributed import (
     DistributedContext,
     device_type,
@@ -37,13 +34,16 @@ from .distributed import (
     stop_distributed,
     synchronize,
 )
+from .errors import run_command
 from .guards import check_loss_decreased
-from .models import build_model
-from .preemption import PreemptedError, StopRequest, TimeBudget
+from .models import build_model, registered_model
+from .preemption import StopRequest, TimeBudget, preempted_at_time_limit, preempted_by_signal
 from .reproducibility import configure_determinism, seed_everything
+from .run_files import RunFiles
 from .run_folder import agree_on_run_folder, removed_if_left_empty
 from .run_log import RunLog
-from .trainer import Batch, Synced, build_trainer
+from .trainer import build_trainer
+from .training_state import Cadence, Stop, TrainState, early_stop_reason, finished_already, why_stop
 
 
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -73,44 +73,6 @@ def run(config: Config, stop: StopRequest | None = None) -> dict[str, float]:
         stop_distributed()
 
 
-@dataclass(frozen=True)
-class Cadence:
-    """Which optimizer steps evaluate, save `last.pt` and sync with the host.
-
-    An epoch's last step and the run's last step do all three; a sync is also due whenever
-    anything else is, since every decision needs the synced losses.
-    """
-
-    log_every: int
-    eval_every: int
-    checkpoint_every: int
-    last_step: int  # train.max_steps, or every step of every epoch
-
-    def evaluates(self, step: int, end_of_epoch: bool) -> bool:
-        return end_of_epoch or step == self.last_step or every(step, self.eval_every)
-
-    def checkpoints(self, step: int, end_of_epoch: bool) -> bool:
-        return end_of_epoch or step == self.last_step or every(step, self.checkpoint_every)
-
-    def syncs(self, step: int, end_of_epoch: bool) -> bool:
-        return (
-            step % self.log_every == 0
-            or self.evaluates(step, end_of_epoch)
-            or self.checkpoints(step, end_of_epoch)
-        )
-
-
-def every(step: int, interval: int) -> bool:
-    return interval > 0 and step % interval == 0
-
-
-class Stop(enum.Enum):
-    SIGNAL = "interrupted"
-    TIME_LIMIT = "time_limit"
-    EARLY = "stopped_early"
-    LAST_STEP = "completed"
-
-
 def train(config: Config, context: DistributedContext, stop: StopRequest) -> dict[str, float]:
     budget = TimeBudget(config.train.time_limit_minutes)  # from the start of this process's run
     device = resolve_device(config.train.device, context)
@@ -118,13 +80,7 @@ def train(config: Config, context: DistributedContext, stop: StopRequest) -> dic
     train_loader, train_sampler = make_loader(train_set, config, context, shuffle=True)
     val_loader, _ = make_loader(val_set, config, context, shuffle=False)
     steps_per_epoch = math.ceil(len(train_loader) / config.train.grad_accum_steps)
-    all_steps = config.train.epochs * steps_per_epoch
-    cadence = Cadence(
-        log_every=config.train.log_every,
-        eval_every=config.train.eval_every,
-        checkpoint_every=config.train.checkpoint_every,
-        last_step=min(config.train.max_steps, all_steps) if config.train.max_steps else all_steps,
-    )
+    cadence = Cadence.of(config.train, steps_per_epoch)
     preprocessing = preprocessing_for(config.data)  # saved with the weights, for predict
     model = build_model(config.model, preprocessing.input_shape, len(preprocessing.class_names))
     model = model.to(device)
@@ -135,14 +91,14 @@ def train(config: Config, context: DistributedContext, stop: StopRequest) -> dic
     log = RunLog(config, context, state, steps_per_epoch)
     # Everything a resume restores, in one registry that save and load both read.
     checkpointer = Checkpointer(
-        Path(config.output_dir) / "checkpoints",
+        RunFiles(folder.path),
         {
             "model": model, "optimizer": trainer.optimizer, "scheduler": trainer.scheduler,
             "scaler": trainer.scaler, "rng": GlobalRng(), "train_state": state,
         },
         weights=model,
         describe=lambda: {
-            "config": to_dict(config), "manifest": log.manifest,
+            "config": to_dict(config), "manifest": log.manifest.values,
             "preprocessing": preprocessing.to_dict(), "tracker_run_id": log.tracker.run_id,
         },
         before_save=log.flush,  # metrics.jsonl then holds every step the checkpoint has
@@ -155,7 +111,7 @@ def train(config: Config, context: DistributedContext, stop: StopRequest) -> dic
         tracker_run_id = None
         if resume_from is not None:
             tracker_run_id = checkpointer.load(resume_from).get("tracker_run_id")
-            if state.step >= cadence.last_step or state.out_of_patience(config.train):
+            if finished_already(state, config.train, cadence.last_step):
                 log.message(
                     f"nothing to train: {resume_from} ended its run at step {state.step}; to go "
                     "on, raise train.epochs, train.max_steps or train.early_stop_patience"
@@ -182,7 +138,10 @@ def train(config: Config, context: DistributedContext, stop: StopRequest) -> dic
                 log.evaluation(validation)
             if end_of_epoch:
                 state.close_epoch()
-            stopping = why_stop(synced, state, config.train, cadence.last_step)
+            stopping = why_stop(
+                state, config.train, cadence.last_step,
+                stop_requested=synced.stop_requested, timed_out=synced.timed_out,
+            )  # fmt: skip
             save_last = cadence.checkpoints(state.step, end_of_epoch) or stopping is not None
             if save_last or best:
                 checkpointer.save(last=save_last, best=best, epoch=epoch)
@@ -220,34 +179,23 @@ def batches_per_step(
             yield epoch, batches
 
 
-def why_stop(
-    synced: Synced, state: TrainState, train_config: TrainConfig, last_step: int
-) -> Stop | None:
-    if state.step >= last_step:  # all done: "completed", whatever else this sync brought
-        return Stop.LAST_STEP
-    if synced.stop_requested:
-        return Stop.SIGNAL
-    if synced.timed_out:
-        return Stop.TIME_LIMIT
-    return Stop.EARLY if state.out_of_patience(train_config) else None
-
-
 def raise_if_stopped_from_outside(stopping: Stop | None, stop: StopRequest, config: Config) -> None:
     """A signal or the time limit ends the run with an error that sets the exit code."""
-    checkpoint = str(Path(config.output_dir) / "checkpoints" / "last.pt")  # saved just before
+    checkpoint = str(RunFiles(Path(config.output_dir)).last)  # saved just before
     if stopping is Stop.SIGNAL:
         # A rank that only heard of the stop from another rank has no signal number of its own.
-        raise PreemptedError.by_signal(stop.signal_number or signal.SIGTERM, checkpoint)
+        raise preempted_by_signal(stop.signal_number or signal.SIGTERM, checkpoint)
     if stopping is Stop.TIME_LIMIT:
-        raise PreemptedError.at_time_limit(config.train.time_limit_minutes, checkpoint)
+        raise preempted_at_time_limit(config.train.time_limit_minutes, checkpoint)
 
 
-def early_stop_reason(train_config: TrainConfig, state: TrainState) -> str:
-    return (
-        f"val_loss did not improve by more than train.early_stop_min_delta="
-        f"{train_config.early_stop_min_delta:g} for train.early_stop_patience="
-        f"{train_config.early_stop_patience} evaluations; best {state.best_val_loss:.4f}"
-    )
+def load_training_config(path: Path | None, overrides: Sequence[str] = ()) -> Config:
+    """The config, with data.name and model.name checked against their registries, so that a
+    typo stops before any work (the sweep checks each of its runs this way before the first)."""
+    config = load_config(path, overrides)
+    registered_dataset(config.data.name)
+    registered_model(config.model.name)
+    return config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -255,19 +203,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = StopRequest()
     stop.install()
     try:
-        run(load_config(arguments.config, arguments.overrides), stop)
-    except ConfigError as error:
-        print(f"config error: {error}", file=sys.stderr)
-        return 2
-    except FAILURES as error:
-        print(f"training failed: {error}", file=sys.stderr)
-        return 1
-    except PreemptedError as error:
-        print(error, file=sys.stderr)  # "stopped by SIGTERM; checkpoint saved to ...; continue ..."
-        return error.exit_code
+        return run_command(
+            None, lambda: run(load_training_config(arguments.config, arguments.overrides), stop)
+        )
     finally:
         stop.uninstall()
-    return 0
 
 
 if __name__ == "__main__":

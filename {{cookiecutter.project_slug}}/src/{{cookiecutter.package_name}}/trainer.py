@@ -19,10 +19,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .config import Config
+from .data.loaders import Batch
 from .distributed import DistributedContext, average_across_ranks
-from .guards import TrainingFailedError, non_finite_message
-
-Batch = tuple[torch.Tensor, ...]  # (images, labels), as TensorDataset yields them
+from .errors import TrainingFailedError
+from .guards import non_finite_message
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ from typing import Literal, Protocol
 
 from torch.utils.data import Dataset
 
-from ..config import ConfigError, DataConfig
+from ..config import DataConfig
+from ..errors import ConfigError
 from . import image_folder, mnist, synthetic
 from .loaders import Batch
 from .preprocessing import Preprocessing

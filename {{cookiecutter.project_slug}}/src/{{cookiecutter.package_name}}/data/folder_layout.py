@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..config import DataConfig
-from .mnist import DatasetMissingError
+from ..errors import DatasetMissingError
 
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}

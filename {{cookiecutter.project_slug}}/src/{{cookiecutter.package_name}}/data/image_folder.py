@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from ..config import DataConfig
+from ..errors import DatasetDamagedError, DatasetMissingError
 from .folder_layout import FileEntry, Listing, SplitRule, list_image_folder, split_rows
 from .images import FolderImages, ImageSplit, PixelReader, decode_files, unreadable_message
-from .mnist import DatasetDamagedError, DatasetMissingError
 from .packed import METADATA, default_pack_path, open_pack
 from .preprocessing import Preprocessing
 

@@ -19,8 +19,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
+from ..errors import DatasetDamagedError, UnreadableImageError
 from .loaders import Batch
-from .mnist import DatasetDamagedError
 from .preprocessing import Preprocessing
 
 CROP_SCALE = (0.25, 1.0)  # share of the image's area a random crop keeps
@@ -28,20 +28,20 @@ CROP_RATIO = (3 / 4, 4 / 3)  # width / height of a random crop
 DECODE_BATCH = 64  # files per task when decoding a folder with workers
 
 
-class UnreadableImageError(ValueError):
-    """Pillow cannot decode the file; the message says why."""
-
-
-def read_pixels(path: Path, channels: int, size: int) -> np.ndarray:
-    """uint8 pixels (channels, size, size) of an image file, as `predict` reads it."""
+def read_pixels(path: Path, channels: int, size: int, width: int | None = None) -> np.ndarray:
+    """uint8 pixels (channels, size, width or size) of an image file: the one decoder, used by
+    the image datasets and by `predict`, so a model sees the same pixels in both."""
+    height, width = size, width or size
+    if channels not in (1, 3):
+        raise UnreadableImageError(f"images decode to 1 or 3 channels, not {channels}")
     try:
         with Image.open(path) as opened:
             image = opened.convert("L" if channels == 1 else "RGB")
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise UnreadableImageError(f"{type(error).__name__}: {error}") from None
-    if image.size != (size, size):
-        image = image.resize((size, size), Image.Resampling.BILINEAR)
-    pixels = np.asarray(image, dtype=np.uint8).reshape(size, size, channels)
+    if image.size != (width, height):
+        image = image.resize((width, height), Image.Resampling.BILINEAR)
+    pixels = np.array(image, dtype=np.uint8).reshape(height, width, channels)  # a writable copy
     # Contiguous (C, S, S): a channels-last batch would take other convolution kernels, whose
     # rounding differs, and the files would no longer train exactly as their pack does.
     return np.ascontiguousarray(pixels.transpose(2, 0, 1))

@@ -9,10 +9,11 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from ..config import Config, ConfigError
+from ..config import Config
 from ..distributed import DistributedContext
+from ..errors import ConfigError
 
-Batch = tuple[torch.Tensor, ...]
+Batch = tuple[torch.Tensor, ...]  # (inputs, labels), as TensorDataset yields them
 
 
 def per_rank_batch_size(config: Config, context: DistributedContext) -> int:

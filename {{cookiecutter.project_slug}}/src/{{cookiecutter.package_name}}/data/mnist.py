@@ -11,7 +11,6 @@ import functools
 import gzip
 import hashlib
 import sys
-import tempfile
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +19,9 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from ..atomic_files import write_bytes
 from ..config import DataConfig
+from ..errors import DatasetDamagedError, DatasetMissingError, run_command
 from .preprocessing import Preprocessing
 
 IDX_UNSIGNED_BYTE = 0x08
@@ -38,14 +39,6 @@ MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
-
-
-class DatasetMissingError(FileNotFoundError):
-    """A dataset file is absent; the message says how to get it."""
-
-
-class DatasetDamagedError(ValueError):
-    """A dataset file cannot be read; the message names it and how to get a good copy."""
 
 
 def fetch_again(root: Path) -> str:
@@ -153,20 +146,17 @@ def download(root: Path) -> None:
         if target.is_file() and md5_of(target) == expected_md5:
             continue
         for mirror in MIRRORS:
-            with tempfile.NamedTemporaryFile(dir=root, suffix=".part", delete=False) as part:
-                partial = Path(part.name)
             try:
-                urllib.request.urlretrieve(mirror + name, partial)
-                if md5_of(partial) == expected_md5:
-                    # A rename: a half-downloaded file never carries the real name.
-                    partial.replace(target)
-                    print(f"downloaded {name} from {mirror}")
-                    break
-                print(f"checksum mismatch for {name} from {mirror}; trying the next mirror")
+                with urllib.request.urlopen(mirror + name, timeout=60) as response:
+                    data = response.read()  # about 10 MB at most
             except OSError as error:
                 print(f"could not download {name} from {mirror}: {error}")
-            finally:
-                partial.unlink(missing_ok=True)
+                continue
+            if hashlib.md5(data, usedforsecurity=False).hexdigest() == expected_md5:
+                write_bytes(target, data)  # whole: a cut download never carries the real name
+                print(f"downloaded {name} from {mirror}")
+                break
+            print(f"checksum mismatch for {name} from {mirror}; trying the next mirror")
         else:
             raise DatasetMissingError(f"no mirror gave a valid {name}; copy it into {root} by hand")
 
@@ -175,12 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Download MNIST's IDX files, checksum-verified.")
     parser.add_argument("--root", type=Path, default=Path("data/mnist"))
     arguments = parser.parse_args(argv)
-    try:
-        download(arguments.root)
-    except DatasetMissingError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return run_command("mnist download", lambda: download(arguments.root))
 
 
 if __name__ == "__main__":

@@ -31,10 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from ..config import ConfigError
+from ..errors import ConfigError, DatasetDamagedError, run_command
 from .folder_layout import FileEntry, Listing, list_image_folder
 from .images import decode_files, unreadable_message
-from .mnist import DatasetDamagedError, DatasetMissingError
 from .packed import METADATA, PACK_FORMAT, default_pack_path
 
 
@@ -134,20 +133,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="decoding processes (0: this one)")  # fmt: skip
     arguments = parser.parse_args(argv)
     destination = arguments.destination or default_pack_path(arguments.source)
+    return run_command("pack", lambda: pack_and_report(arguments, destination))
+
+
+def pack_and_report(arguments: argparse.Namespace, destination: Path) -> None:
     started = time.perf_counter()
-    try:
-        if arguments.image_size < 1:
-            raise ConfigError(f"--image-size {arguments.image_size} must be at least 1, e.g. 64")
-        metadata = write_pack(
-            arguments.source, destination, arguments.image_size, arguments.channels,
-            arguments.skip_bad_images, arguments.workers,
-        )  # fmt: skip
-    except ConfigError as error:
-        print(f"pack: {error}", file=sys.stderr)
-        return 2
-    except (DatasetMissingError, DatasetDamagedError) as error:
-        print(f"pack failed: {error}", file=sys.stderr)
-        return 1
+    if arguments.image_size < 1:
+        raise ConfigError(f"--image-size {arguments.image_size} must be at least 1, e.g. 64")
+    metadata = write_pack(
+        arguments.source, destination, arguments.image_size, arguments.channels,
+        arguments.skip_bad_images, arguments.workers,
+    )  # fmt: skip
     size = arguments.image_size
     print(
         f"packed {len(metadata['files'])} images of {len(metadata['class_names'])} classes "
@@ -157,7 +153,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if metadata["skipped"]:
         first = metadata["skipped"][0]
         print(f"skipped {len(metadata['skipped'])} unreadable images, e.g. {first[0]} ({first[3]})")
-    return 0
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import DatasetDamagedError
 from .folder_layout import FileEntry, Listing
-from .mnist import DatasetDamagedError
 
 PACK_FORMAT = 1
 METADATA = "pack.json"

@@ -7,7 +7,8 @@ from typing import Protocol
 
 from torch import nn
 
-from ..config import ConfigError, ModelConfig
+from ..config import ModelConfig
+from ..errors import ConfigError
 from . import cnn, mlp
 from .cnn import SmallCNN
 from .mlp import MLP
