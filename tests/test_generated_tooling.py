@@ -128,11 +128,13 @@ def test_gpu_job_never_runs_pull_request_code_from_the_pull_request_event(projec
     if not (project / ".github/workflows/gpu.yml").exists():
         pytest.skip("gpu_ci=no: no GPU workflow")
     workflow = yaml.safe_load((project / ".github/workflows/gpu.yml").read_text(encoding="utf-8"))
-    assert workflow["jobs"]["gpu"]["if"] == "github.event_name != 'pull_request'"
+    # The GPU job runs only after the check job, which never runs for the pull request event.
+    assert workflow["jobs"]["gpu"]["needs"] == "check"
+    assert workflow["jobs"]["check"]["if"] == "github.event_name != 'pull_request'"
     # The pull request event only asks for a run of this file as the default branch has it.
     request = workflow["jobs"]["request"]
     assert "ubuntu" in request["runs-on"]
-    assert '--ref "$DEFAULT_BRANCH"' in request["steps"][0]["run"]
+    assert '--ref "$DEFAULT_BRANCH"' in request["steps"][-1]["run"]
 
 
 def test_image_records_its_own_commit_tag_never_latest(project: Path) -> None:
@@ -187,7 +189,7 @@ def test_tools_the_workflows_install_are_pinned_with_hashes(project: Path) -> No
         line.strip()
         for workflow in (project / ".github/workflows").glob("*.yml")
         for line in workflow.read_text(encoding="utf-8").splitlines()
-        if "pip install" in line
+        if "python -m pip install" in line  # not prose that tells a person to pip install
     ]
     assert installs
     for line in installs:
