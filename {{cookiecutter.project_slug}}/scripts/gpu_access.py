@@ -68,8 +68,9 @@ def reviewers_problem(
         message = answer.get("message", "") if isinstance(answer, dict) else ""
         if message == "Not Found":
             return (
-                f"the environment {environment} does not exist, and GitHub would create it "
-                f"without reviewers: create it and add reviewers ({settings})"
+                f"the environment {environment} does not exist (or the job's token, which needs "
+                "`actions: read`, cannot see it), and GitHub would create it without reviewers: "
+                f"create it and add reviewers ({settings})"
             )
         return (
             f"could not read the protection rules of the environment {environment} "
