@@ -36,6 +36,10 @@ PACKAGE_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,39}$")  # short: it lands in i
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 GITHUB_OWNER_PATTERN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,37}[A-Za-z0-9])?$")
 RUNNER_LABEL_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
+# The GPU workflows add one of these to gpu_runner_labels: train-on-label.yml's job, which may
+# hold secrets, needs `gpu-trusted`; gpu.yml's, which runs pull requests' code, `gpu-untrusted`.
+# Either among the shared labels would let one runner serve both.
+TRUST_LABELS = ("gpu-trusted", "gpu-untrusted")
 TORCH_VERSION_PATTERN = re.compile(r"^(\d+)\.(\d+)(?:\.\d+)?$")
 # name:tag, optionally pinned to its content by digest: name:tag@sha256:<64 hex digits>.
 IMAGE_PATTERN = re.compile(r"^[a-z0-9._/-]+:[A-Za-z0-9._-]+(?:@sha256:[0-9a-f]{64})?$")
@@ -132,6 +136,14 @@ def problems() -> list[str]:
             "gpu_runner_labels",
             "is not a comma-separated list of runner labels",
             "use labels of letters, digits, '-', '_' or '.', e.g. self-hosted,linux,gpu",
+        )
+    trust_labels = sorted({label.strip().lower() for label in labels} & set(TRUST_LABELS))
+    if trust_labels:
+        reject(
+            "gpu_runner_labels",
+            f"contains {', '.join(trust_labels)}, which the GPU workflows add themselves",
+            "leave gpu-trusted and gpu-untrusted out: the training job adds the first, the "
+            "pull-request test job the second, and each runner gets one of them",
         )
     return found
 

@@ -7,6 +7,8 @@ inside each baked project's own environment.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -126,11 +128,13 @@ def test_gpu_job_never_runs_pull_request_code_from_the_pull_request_event(projec
     if not (project / ".github/workflows/gpu.yml").exists():
         pytest.skip("gpu_ci=no: no GPU workflow")
     workflow = yaml.safe_load((project / ".github/workflows/gpu.yml").read_text(encoding="utf-8"))
-    assert workflow["jobs"]["gpu"]["if"] == "github.event_name != 'pull_request'"
+    # The GPU job runs only after the check job, which never runs for the pull request event.
+    assert workflow["jobs"]["gpu"]["needs"] == "check"
+    assert workflow["jobs"]["check"]["if"] == "github.event_name != 'pull_request'"
     # The pull request event only asks for a run of this file as the default branch has it.
     request = workflow["jobs"]["request"]
     assert "ubuntu" in request["runs-on"]
-    assert '--ref "$DEFAULT_BRANCH"' in request["steps"][0]["run"]
+    assert '--ref "$DEFAULT_BRANCH"' in request["steps"][-1]["run"]
 
 
 def test_image_records_its_own_commit_tag_never_latest(project: Path) -> None:
@@ -156,6 +160,94 @@ def test_every_action_is_pinned_to_a_full_sha(project: Path) -> None:
                     f"{workflow}: not pinned to a SHA: {line}"
                 )
                 assert "# v" in line, f"{workflow}: no version comment: {line}"
+
+
+def test_tools_the_workflows_install_are_pinned_with_hashes(project: Path) -> None:
+    """Each .github/requirements*.txt is uv's compile of its .in, every package with its hashes,
+    and every workflow installs it with --require-hashes."""
+    pinned = sorted((project / ".github").glob("requirements*.txt"))
+    assert [path.name for path in pinned] == [
+        "requirements-template-update.txt", "requirements.txt"
+    ]  # fmt: skip
+    for path in pinned:
+        text = path.read_text(encoding="utf-8")
+        assert (
+            "uv pip compile --no-config --universal --python-version 3.10 --generate-hashes" in text
+        )
+        assert f".github/{path.stem}.in -o .github/{path.name}" in text
+        packages = re.findall(r"^[A-Za-z0-9].*$", text, flags=re.MULTILINE)
+        hashed = re.findall(
+            r"^[A-Za-z0-9].* \\\n    --hash=sha256:[0-9a-f]{64}", text, flags=re.MULTILINE
+        )
+        assert len(hashed) == len(packages) > 1, path.name  # every package has its hashes
+        wanted = (project / ".github" / f"{path.stem}.in").read_text(encoding="utf-8")
+        for pin in re.findall(
+            r"^([a-z0-9-]+)(?:\[[a-z]+\])?(==[\d.]+)", wanted, flags=re.MULTILINE
+        ):
+            assert "".join(pin) in text, f"{path.name} is not the compile of its .in: {pin}"
+    installs = [
+        line.strip()
+        for workflow in (project / ".github/workflows").glob("*.yml")
+        for line in workflow.read_text(encoding="utf-8").splitlines()
+        if "python -m pip install" in line  # not prose that tells a person to pip install
+    ]
+    assert installs
+    for line in installs:
+        assert re.search(
+            r"pip install (--no-cache-dir )?--require-hashes -r \.github/requirements", line
+        ), line
+
+
+def test_the_branch_ruleset_requires_every_ci_check(project: Path) -> None:
+    ruleset = json.loads(
+        (project / ".github/rulesets/protected-branches.json").read_text(encoding="utf-8")
+    )
+    assert ruleset["conditions"]["ref_name"]["include"] == ["refs/heads/main", "refs/heads/develop"]
+    assert ruleset["bypass_actors"] == []
+    rules = {rule["type"]: rule.get("parameters", {}) for rule in ruleset["rules"]}
+    assert {"deletion", "non_fast_forward", "pull_request"} <= set(rules)
+    assert rules["pull_request"]["required_approving_review_count"] >= 1
+    ci = yaml.safe_load((project / ".github/workflows/ci.yml").read_text(encoding="utf-8"))
+    matrix = ci["jobs"]["nox"]["strategy"]["matrix"]["python"]
+    contexts = [
+        check["context"] for check in rules["required_status_checks"]["required_status_checks"]
+    ]
+    assert contexts == [f"nox (Python {version})" for version in matrix]
+
+
+FAKE_GH = """#!/bin/sh
+printf '%s\\n' "$*" >> "$GH_LOG"
+case "$*" in
+  "repo view"*) echo o/r ;;
+  *"rulesets?includes_parents=false"*) printf '%s' "$EXISTING_ID" ;;
+esac
+"""
+
+
+@pytest.mark.parametrize("existing", ["", "42"])
+def test_the_branch_rules_script_creates_or_updates_the_ruleset(
+    project: Path, tmp_path: Path, existing: str
+) -> None:
+    gh = tmp_path / "gh"  # GitHub cannot be reached from here: a stand-in that logs its calls
+    gh.write_text(FAKE_GH, encoding="utf-8")
+    gh.chmod(0o755)
+    environment = {
+        "PATH": f"{tmp_path}:{os.environ['PATH']}", "GH_LOG": str(tmp_path / "log"),
+        "EXISTING_ID": existing,
+    }  # fmt: skip
+    result = subprocess.run(
+        ["bash", "scripts/apply_branch_rules.sh"],
+        cwd=project, env=environment, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    calls = (tmp_path / "log").read_text(encoding="utf-8")
+    ruleset = "scripts/../.github/rulesets/protected-branches.json"
+    if existing:
+        assert f"api --method PUT repos/o/r/rulesets/42 --input {ruleset}" in calls
+        assert "Updated the ruleset 'protected branches' (id 42) of o/r." in result.stdout
+    else:
+        assert f"api --method POST repos/o/r/rulesets --input {ruleset}" in calls
+        assert "Created the ruleset 'protected branches' on o/r." in result.stdout
 
 
 def test_dockerfile_passes_hadolint(project: Path) -> None:

@@ -49,6 +49,9 @@ REJECTED = [
     (("torch_version=latest",), "is not a version like 2.6"),
     (("github_owner=bad owner!",), "is not a GitHub user or organisation name"),
     (("gpu_runner_labels=gpu;rm -rf /",), "is not a comma-separated list of runner labels"),
+    # One runner would serve the secret-holding training job and pull requests' code.
+    (("gpu_runner_labels=self-hosted,GPU-Trusted",), "contains gpu-trusted, which the GPU"),
+    (("gpu_runner_labels=self-hosted, gpu-untrusted",), "contains gpu-untrusted, which the GPU"),
     (("docker_base_image=pytorch",), "is not an image reference with a tag"),
     (("docker_base_image=pytorch/pytorch@sha256:" + "ab" * 32,), "is not an image reference"),
     (("docker_base_image=pytorch/pytorch:2.9.1@sha256:abc",), "is not an image reference"),

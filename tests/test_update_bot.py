@@ -222,10 +222,10 @@ def test_only_the_job_without_template_code_may_write(tmp_path: Path) -> None:
     checkout = workflow_steps(render)[0]
     assert checkout["uses"].startswith("actions/checkout@")
     assert checkout["with"]["fetch-depth"] == 0
-    # The version that renders is pinned, where Dependabot can update it.
-    assert "pip install -r .github/requirements-template-update.txt" in text
+    # The version that renders is pinned with its hashes, where Dependabot can update it.
+    assert "pip install --require-hashes -r .github/requirements-template-update.txt" in text
     pins = (project / ".github/requirements-template-update.txt").read_text(encoding="utf-8")
-    assert re.search(r"^cruft==[\d.]+$", pins, flags=re.MULTILINE)
+    assert re.search(r"^cruft==[\d.]+ \\\n    --hash=sha256:[0-9a-f]{64}", pins, flags=re.MULTILINE)
     # The writing job's secrets live in an environment only the default branch may use.
     assert open_pr["environment"] == "template-update"
     # The writing job runs git and shell only: nothing from the template or the project.
