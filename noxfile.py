@@ -1,5 +1,5 @@
-"""The template's checks. `nox` runs lint, tests, docs, combinations and smoke(...); `nox -s demo`
-bakes a project to try, `nox -s bench` measures it.
+"""The template's checks. `nox` runs lint, tests, docs, bench-tiny, combinations and smoke(...);
+`nox -s demo` bakes a project to try, `nox -s bench` measures it.
 
 Every session bakes through tests/baking.py and installs torch only from where
 tests/torch_source.py says (a local CPU wheel, or the PyTorch CPU index), never a CUDA build.
@@ -29,7 +29,7 @@ from tests.torch_source import torch_install_env  # noqa: E402
 
 nox.needs_version = ">=2025.5"
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["lint", "tests", "docs", "combinations", "smoke"]
+nox.options.sessions = ["lint", "tests", "docs", "bench-tiny", "combinations", "smoke"]
 
 LINTED = ["hooks", "tests", "docs/hooks.py", "noxfile.py"]
 
@@ -135,15 +135,30 @@ def bench(session: nox.Session) -> None:
 
     Results go to docs/content/benchmarks/ (or the folder given after --).
     """
-    scratch = Path(tempfile.mkdtemp(prefix="torch-template-bench-"))
+    output_dir = Path(session.posargs[0] if session.posargs else "docs/content/benchmarks")
     # Timings as users see them: bytecode written and compiled at install.
-    env = {**torch_install_env(scratch), "UV_COMPILE_BYTECODE": "1", "PYTHONDONTWRITEBYTECODE": ""}
+    run_benchmark(session, output_dir.resolve(), {"UV_COMPILE_BYTECODE": "1"})
+
+
+@nox.session(name="bench-tiny")
+def bench_tiny(session: nox.Session) -> None:
+    """Every step of `nox -s bench` at its smallest (tests/benchmark.py's TINY), into a scratch
+    folder, so that a change that breaks the bench breaks `nox`. Its figures mean nothing."""
+    output_dir = Path(session.create_tmp()).resolve() / "benchmarks"
+    run_benchmark(session, output_dir, {}, "--tiny")
+
+
+def run_benchmark(
+    session: nox.Session, output_dir: Path, install_env: dict[str, str], *options: str
+) -> None:
+    """Install a fresh bake with Lightning and matplotlib, then run tests/benchmark.py on it."""
+    scratch = Path(tempfile.mkdtemp(prefix="torch-template-bench-"))
+    # Bytecode written, as in a user's shell, so each Python start does not recompile torch.
+    env = {**torch_install_env(scratch), **install_env, "PYTHONDONTWRITEBYTECODE": ""}
     session.install("--group", "test", env=env)
     project = bake(session, scratch / "reference")
     session.install(str(project), "lightning>=2.4", "matplotlib>=3.8", env=env)
-    output_dir = Path(session.posargs[0] if session.posargs else "docs/content/benchmarks")
-    output_dir = output_dir.resolve()
-    session.run("python", "-m", "tests.benchmark", str(project), str(output_dir), env=env)
+    session.run("python", "-m", "tests.benchmark", str(project), str(output_dir), *options, env=env)
     shutil.rmtree(scratch)
 
 
