@@ -126,8 +126,9 @@ def combinations(session: nox.Session) -> None:
     # lanes use every core that a single row's mypy would leave idle.
     failures = check_rows(session, scratch, [first], env, lanes=1)
     lanes = max(1, min(len(rest), os.cpu_count() or 1))
-    for lane in range(1, lanes):
-        shutil.copytree(scratch / "mypy-cache-0", scratch / f"mypy-cache-{lane}")
+    warm_cache = scratch / "mypy-cache-0"
+    for lane in range(1, lanes if warm_cache.is_dir() else 0):  # none if the first row failed
+        shutil.copytree(warm_cache, scratch / f"mypy-cache-{lane}")
     failures += check_rows(session, scratch, rest, env, lanes)
     if failures:
         session.error(f"rows failed: {', '.join(failures)} (output above)")
