@@ -62,7 +62,9 @@ def lint(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """pytest over tests/: bakes, hook rejections, generated-file checks."""
     session.install("--group", "test")
-    session.run("pytest", *session.posargs)
+    # One worker per core, each test module on one worker (its module fixtures set up once):
+    # the tests wait on one child process at a time (cookiecutter, git, cruft, linters).
+    session.run("pytest", "-n", "auto", "--dist", "loadfile", *session.posargs)
 
 
 @nox.session
