@@ -1,5 +1,5 @@
-"""The template's checks. `nox` runs lint, tests, docs, combinations and smoke(...); `nox -s demo`
-bakes a project to try, `nox -s bench` measures it.
+"""The template's checks. `nox` runs lint, tests, docs, bench-tiny, combinations and smoke(...);
+`nox -s demo` bakes a project to try, `nox -s bench` measures it.
 
 Every session bakes through tests/baking.py and installs torch only from where
 tests/torch_source.py says (a local CPU wheel, or the PyTorch CPU index), never a CUDA build.
@@ -7,7 +7,11 @@ tests/torch_source.py says (a local CPU wheel, or the PyTorch CPU index), never 
 
 from __future__ import annotations
 
+import concurrent.futures
+import os
+import queue
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -29,7 +33,7 @@ from tests.torch_source import torch_install_env  # noqa: E402
 
 nox.needs_version = ">=2025.5"
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["lint", "tests", "docs", "combinations", "smoke"]
+nox.options.sessions = ["lint", "tests", "docs", "bench-tiny", "combinations", "smoke"]
 
 LINTED = ["hooks", "tests", "docs/hooks.py", "noxfile.py"]
 
@@ -58,7 +62,9 @@ def lint(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """pytest over tests/: bakes, hook rejections, generated-file checks."""
     session.install("--group", "test")
-    session.run("pytest", *session.posargs)
+    # One worker per core, each test module on one worker (its module fixtures set up once):
+    # the tests wait on one child process at a time (cookiecutter, git, cruft, linters).
+    session.run("pytest", "-n", "auto", "--dist", "loadfile", *session.posargs)
 
 
 @nox.session
@@ -109,23 +115,78 @@ def docs(session: nox.Session) -> None:
 def combinations(session: nox.Session) -> None:
     """Every row of tests/combinations.py: the baked project's own hooks, and its import."""
     scratch = Path(tempfile.mkdtemp(prefix="torch-template-combinations-"))
-    env = {**torch_install_env(scratch), "MYPY_CACHE_DIR": str(scratch / "mypy-cache")}
+    env = torch_install_env(scratch)
     session.install("--group", "test", env=env)
     # One environment serves every row: the default project's dependencies and hook tools, plus
     # nbstripout for the notebook rows. mypy reads each project's source through mypy_path.
     reference = bake(session, scratch / "reference")
     session.install(str(reference), "--group", f"{reference}/pyproject.toml:hooks", env=env)
     session.install("nbstripout>=0.8", env=env)
-    rows = session.posargs or list(CHECK_COMBINATIONS)
-    for row in rows:
-        session.chdir(TEMPLATE_ROOT)
-        project = bake(session, scratch / row, *as_answers(row))
-        session.log(f"[{row}] {project}")
-        session.chdir(project)
-        session.run("pre-commit", "run", "--all-files", "--show-diff-on-failure", env=env)
-        package = package_name(project)
-        session.run("python", "-c", f"import {package}", env={**env, "PYTHONPATH": "src"})
+    first, *rest = session.posargs or list(CHECK_COMBINATIONS)
+    # The first row alone fills mypy's cache for torch and the other packages (most of mypy's
+    # time); every lane then starts from a copy of it. Rows are independent processes, so the
+    # lanes use every core that a single row's mypy would leave idle.
+    failures = check_rows(session, scratch, [first], env, lanes=1)
+    lanes = max(1, min(len(rest), os.cpu_count() or 1))
+    warm_cache = scratch / "mypy-cache-0"
+    for lane in range(1, lanes if warm_cache.is_dir() else 0):  # none if the first row failed
+        shutil.copytree(warm_cache, scratch / f"mypy-cache-{lane}")
+    failures += check_rows(session, scratch, rest, env, lanes)
+    if failures:
+        session.error(f"rows failed: {', '.join(failures)} (output above)")
     shutil.rmtree(scratch)
+
+
+def check_rows(
+    session: nox.Session, scratch: Path, rows: list[str], env: dict[str, str], lanes: int
+) -> list[str]:
+    """Bake each row, run its pre-commit hooks and import its package, `lanes` rows at a time;
+    returns the rows that failed, whose output is printed."""
+    session_bin = str(session.bin)
+    base = {**os.environ, **env, "PATH": f"{session_bin}{os.pathsep}{os.environ['PATH']}"}
+    base["VIRTUAL_ENV"] = str(Path(session_bin).parent)
+    free_lanes: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for lane in range(lanes):
+        free_lanes.put(lane)
+
+    def check(row: str) -> tuple[str, str | None]:
+        lane = free_lanes.get()
+        try:
+            lane_env = {**base, "MYPY_CACHE_DIR": str(scratch / f"mypy-cache-{lane}")}
+            return row, check_row(scratch / row, row, lane_env)
+        finally:
+            free_lanes.put(lane)
+
+    failures = []
+    with concurrent.futures.ThreadPoolExecutor(lanes) as pool:
+        for row, failure in pool.map(check, rows):
+            if failure is None:
+                session.log(f"[{row}] pre-commit and import passed")
+            else:
+                print(failure)
+                failures.append(row)
+    return failures
+
+
+def check_row(output_dir: Path, row: str, env: dict[str, str]) -> str | None:
+    """None if the row's project passes its hooks and imports; else the failing output."""
+
+    def failed(command: list[str], cwd: Path, **extra: str) -> str | None:
+        result = subprocess.run(
+            command, cwd=cwd, env={**env, **GIT_IDENTITY, **extra}, capture_output=True,
+            text=True, check=False,
+        )  # fmt: skip
+        if result.returncode == 0:
+            return None
+        return f"[{row}] {' '.join(command)} failed\n{result.stdout}\n{result.stderr}"
+
+    bake_command = ["python", "-m", "tests.baking", str(output_dir), *as_answers(row)]
+    if failure := failed(bake_command, TEMPLATE_ROOT):
+        return failure
+    [project] = output_dir.iterdir()
+    pre_commit = ["pre-commit", "run", "--all-files", "--show-diff-on-failure"]
+    import_package = ["python", "-c", f"import {package_name(project)}"]
+    return failed(pre_commit, project) or failed(import_package, project, PYTHONPATH="src")
 
 
 @nox.session(default=False)
@@ -135,15 +196,30 @@ def bench(session: nox.Session) -> None:
 
     Results go to docs/content/benchmarks/ (or the folder given after --).
     """
-    scratch = Path(tempfile.mkdtemp(prefix="torch-template-bench-"))
+    output_dir = Path(session.posargs[0] if session.posargs else "docs/content/benchmarks")
     # Timings as users see them: bytecode written and compiled at install.
-    env = {**torch_install_env(scratch), "UV_COMPILE_BYTECODE": "1", "PYTHONDONTWRITEBYTECODE": ""}
+    run_benchmark(session, output_dir.resolve(), {"UV_COMPILE_BYTECODE": "1"})
+
+
+@nox.session(name="bench-tiny")
+def bench_tiny(session: nox.Session) -> None:
+    """Every step of `nox -s bench` at its smallest (tests/benchmark.py's TINY), into a scratch
+    folder, so that a change that breaks the bench breaks `nox`. Its figures mean nothing."""
+    output_dir = Path(session.create_tmp()).resolve() / "benchmarks"
+    run_benchmark(session, output_dir, {}, "--tiny")
+
+
+def run_benchmark(
+    session: nox.Session, output_dir: Path, install_env: dict[str, str], *options: str
+) -> None:
+    """Install a fresh bake with Lightning and matplotlib, then run tests/benchmark.py on it."""
+    scratch = Path(tempfile.mkdtemp(prefix="torch-template-bench-"))
+    # Bytecode written, as in a user's shell, so each Python start does not recompile torch.
+    env = {**torch_install_env(scratch), **install_env, "PYTHONDONTWRITEBYTECODE": ""}
     session.install("--group", "test", env=env)
     project = bake(session, scratch / "reference")
     session.install(str(project), "lightning>=2.4", "matplotlib>=3.8", env=env)
-    output_dir = Path(session.posargs[0] if session.posargs else "docs/content/benchmarks")
-    output_dir = output_dir.resolve()
-    session.run("python", "-m", "tests.benchmark", str(project), str(output_dir), env=env)
+    session.run("python", "-m", "tests.benchmark", str(project), str(output_dir), *options, env=env)
     shutil.rmtree(scratch)
 
 

@@ -15,12 +15,9 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
-
-# Pairs, not a mapping: `tojson` sorts a mapping's keys, and `.cruft.json` keeps the question order
-# that `cruft create` writes.
-ANSWERS: dict[str, object] = dict(json.loads(r"""{{ cookiecutter.items() | list | tojson }}"""))
 
 # Paths that exist only when the named yes/no option is "yes".
 PATHS_FOR_OPTION = {
@@ -44,9 +41,9 @@ def note(message: str) -> None:
     print(f"torch-template: {message}")
 
 
-def remove_unselected_paths(project: Path) -> None:
+def remove_unselected_paths(project: Path, answers: Mapping[str, object]) -> None:
     for option, paths in PATHS_FOR_OPTION.items():
-        if ANSWERS.get(option) is True:
+        if answers.get(option) is True:
             continue
         for relative in paths:
             path = project / relative
@@ -143,7 +140,7 @@ def is_repository_root(folder: Path) -> bool:
     return top_level.returncode == 0 and Path(top_level.stdout.strip()).resolve() == folder
 
 
-def link_to_template(project: Path) -> None:
+def link_to_template(project: Path, answers: Mapping[str, object]) -> None:
     """Write the `.cruft.json` that `cruft create` would have written, so `cruft update` works.
 
     cookiecutter clones a git URL (`gh:` abbreviations expanded) into ~/.cookiecutters and renders
@@ -153,19 +150,19 @@ def link_to_template(project: Path) -> None:
     if shutil.which("git") is None:
         note(f"git not found, so this project is not linked to the template. {how_to_link}")
         return
-    if "_repo_dir" not in ANSWERS:  # cookiecutter before 2.2 does not say where it rendered from
+    if "_repo_dir" not in answers:  # cookiecutter before 2.2 does not say where it rendered from
         note(f"cookiecutter is older than 2.2, so this project is not linked. {how_to_link}")
         return
-    folder = template_folder(str(ANSWERS["_repo_dir"]))
+    folder = template_folder(str(answers["_repo_dir"]))
     if folder is None or not is_repository_root(folder):
         note(
-            f"the template {ANSWERS['_template']} is not a git repository, so this project cannot "
+            f"the template {answers['_template']} is not a git repository, so this project cannot "
             "take template updates (`cruft update` needs a git URL and a commit). Bake from the "
             f"template's git URL (cookiecutter gh:<org>/torch-template), or {how_to_link}"
         )
         return
     commit = git(folder, "rev-parse", "HEAD").stdout.strip()
-    if ANSWERS["_template"] == ANSWERS["_repo_dir"]:  # a local folder, rendered in place
+    if answers["_template"] == answers["_repo_dir"]:  # a local folder, rendered in place
         url = str(folder)
         if git(folder, "status", "--porcelain").stdout.strip():
             note(
@@ -174,26 +171,25 @@ def link_to_template(project: Path) -> None:
             )
     else:  # a URL that cookiecutter cloned
         url = without_credentials(git(folder, "remote", "get-url", "origin").stdout.strip())
-    answers = {key: value for key, value in ANSWERS.items() if key not in MACHINE_KEYS}
+    recorded = {key: value for key, value in answers.items() if key not in MACHINE_KEYS}
     state = {
         "template": url,
         "commit": commit,
-        "checkout": ANSWERS.get("_checkout"),
-        "context": {"cookiecutter": {**answers, "_template": url, "_commit": commit}},
+        "checkout": answers.get("_checkout"),
+        "context": {"cookiecutter": {**recorded, "_template": url, "_commit": commit}},
         "directory": None,
     }
     text = json.dumps(state, ensure_ascii=False, indent=2, separators=(",", ": ")) + "\n"
     (project / CRUFT_FILE).write_text(text, encoding="utf-8")
 
 
-def main() -> int:
-    project = Path.cwd()
-    remove_unselected_paths(project)
+def main(project: Path, answers: Mapping[str, object]) -> int:
+    remove_unselected_paths(project, answers)
     if not check_pyproject_parses(project):
         return 1
     # cookiecutter's front end records the output folder; cruft's create/update do not.
-    if "_output_dir" in ANSWERS:
-        link_to_template(project)
+    if "_output_dir" in answers:
+        link_to_template(project, answers)
         set_up_git(project)
     else:
         note(
@@ -205,4 +201,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # The only line cookiecutter's rendering changes (tests import this file unrendered). Pairs,
+    # not a mapping: `tojson` sorts a mapping's keys, and `.cruft.json` keeps the question order
+    # that `cruft create` writes.
+    sys.exit(main(Path.cwd(), dict(json.loads(r"""{{ cookiecutter.items() | list | tojson }}"""))))

@@ -2,7 +2,8 @@
 
 Each problem is printed as one line naming the field, the bad value and the fix, and the hook
 exits 1 so cookiecutter removes the half-made project directory. `sys.exit` rather than `assert`:
-asserts vanish under `python -O` / PYTHONOPTIMIZE.
+asserts vanish under `python -O` / PYTHONOPTIMIZE. The checks are plain functions of an answers
+mapping: only the `__main__` block holds Jinja, so tests import this file unrendered.
 """
 
 from __future__ import annotations
@@ -11,10 +12,7 @@ import json
 import keyword
 import re
 import sys
-
-# The answers arrive as JSON inside a raw string, never spliced into code: `tojson` escapes quotes
-# and backslashes, so no answer can end the string literal and run as Python.
-ANSWERS: dict[str, object] = json.loads(r"""{{ cookiecutter | tojson }}""")
+from collections.abc import Mapping
 
 SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
 OLDEST_TORCH = (2, 4)
@@ -46,16 +44,16 @@ IMAGE_PATTERN = re.compile(r"^[a-z0-9._/-]+:[A-Za-z0-9._-]+(?:@sha256:[0-9a-f]{6
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def text(field: str) -> str:
-    value = ANSWERS.get(field, "")
-    return value if isinstance(value, str) else str(value)
-
-
-def problems() -> list[str]:
+def problems(answers: Mapping[str, object]) -> list[str]:
+    """One line per bad answer, naming the field, the bad value and the fix; [] if all are good."""
     found: list[str] = []
 
+    def text(field: str) -> str:
+        value = answers.get(field, "")
+        return value if isinstance(value, str) else str(value)
+
     def reject(field: str, reason: str, fix: str) -> None:
-        found.append(f"{field}={ANSWERS.get(field)!r} {reason}. Fix: {fix}.")
+        found.append(f"{field}={answers.get(field)!r} {reason}. Fix: {fix}.")
 
     for field in FREE_TEXT_FIELDS:
         if CONTROL_CHARACTERS.search(text(field)):
@@ -118,7 +116,7 @@ def problems() -> list[str]:
             reject(field, "is not one of the choices", f"choose one of {', '.join(allowed)}")
 
     for field in YES_NO_FIELDS:
-        if not isinstance(ANSWERS.get(field), bool):
+        if not isinstance(answers.get(field), bool):
             reject(field, "is not yes or no", f"use {field}=yes or {field}=no")
 
     if not IMAGE_PATTERN.match(text("docker_base_image")):
@@ -148,12 +146,16 @@ def problems() -> list[str]:
     return found
 
 
-def main() -> int:
-    found = problems()
+def main(answers: Mapping[str, object]) -> int:
+    found = problems(answers)
     for problem in found:
         print(f"torch-template: {problem}", file=sys.stderr)
     return 1 if found else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # The only line cookiecutter's rendering changes, so that tests import this file as it is and
+    # call problems()/main() with answers of their own. The answers arrive as JSON inside a raw
+    # string, never spliced into code: `tojson` escapes quotes and backslashes, so no answer can
+    # end the string literal and run as Python.
+    sys.exit(main(json.loads(r"""{{ cookiecutter | tojson }}""")))

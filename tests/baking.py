@@ -43,6 +43,21 @@ def bake(output_dir: Path, template: Path = TEMPLATE_ROOT, /, **answers: Answer)
     return Path(project)
 
 
+def rendered_answers(template: Path = TEMPLATE_ROOT, /, **answers: Answer) -> dict[str, object]:
+    """The answers as cookiecutter hands them to the hooks (defaults rendered, `answers` over
+    them), made by cookiecutter's own functions without writing a file: what the hooks' checks
+    are called with in-process."""
+    from cookiecutter.generate import generate_context
+    from cookiecutter.prompt import prompt_for_config
+
+    unknown = sorted(set(answers) - set(template_keys(template)))
+    if unknown:
+        raise KeyError(f"not keys of cookiecutter.json: {unknown}")
+    context = generate_context(str(template / "cookiecutter.json"), extra_context=answers)
+    rendered: dict[str, object] = dict(prompt_for_config(context, no_input=True))
+    return rendered
+
+
 def package_name(project: Path) -> str:
     """The import name a baked project was given (its only folder under src/)."""
     return next(path.name for path in (project / "src").iterdir() if path.is_dir())

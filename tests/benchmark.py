@@ -1,10 +1,14 @@
 """What users feel, measured: `nox -s bench` (not part of the default `nox`).
 
-`python -m tests.benchmark PROJECT OUTPUT_DIR` takes a baked project whose package is installed in
-this environment and writes results.json, results.md and throughput.png to OUTPUT_DIR, and the
-data loading benchmark's data.json and data.md (tests/benchmark_data.py). Every
-figure is the median of several runs with min and max; the three training loops run interleaved
-in one process so their ratios hold on a noisy machine.
+`python -m tests.benchmark PROJECT OUTPUT_DIR [--tiny]` takes a baked project whose package is
+installed in this environment and writes results.json, results.md and throughput.png to
+OUTPUT_DIR, and the data loading benchmark's data.json and data.md (tests/benchmark_data.py).
+Every figure is the median of several runs with min and max; the three training loops run
+interleaved in one process so their ratios hold on a noisy machine.
+
+--tiny runs every step of the bench at its smallest (one round, one batch size, two runs of each
+command, a few images, `nox --list` for bake -> green): `nox -s bench-tiny`, part of the default
+`nox`, so a change that breaks the bench fails CI. Its figures mean nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +33,6 @@ from tests.benchmark_loops import LOOPS, WIDTH
 from tests.benchmark_stats import WINDOW, paired, per_step_seconds, summary
 from tests.git_identity import GIT_IDENTITY
 
-BATCH_SIZES = (8, 32, 64, 128)
-ROUNDS = 15
 # Steps per run: enough windows for a stable median, about half a second per run on 2 CPU cores.
 STEPS = {8: 300, 32: 150, 64: 100, 128: 60}
 # Set by the bench session for its own timings; bake -> green runs without them, as users do.
@@ -37,31 +40,53 @@ BENCH_ONLY_VARIABLES = ("UV_COMPILE_BYTECODE", "PYTHONDONTWRITEBYTECODE", "VIRTU
 BASELINE = "hand loop"  # every other loop is compared with this one
 
 
+@dataclass(frozen=True)
+class Setting:
+    steps: dict[int, int]  # batch size -> steps per run of a training loop
+    rounds: int  # of the training loops
+    runs: int  # of each timed command
+    green_runs: int
+    green_command: tuple[str, ...]  # run in a fresh bake: its whole `nox`
+    data: benchmark_data.Scale
+
+
+FULL = Setting(
+    steps=STEPS, rounds=15, runs=5, green_runs=3,
+    green_command=("nox", "--non-interactive"), data=benchmark_data.FULL,
+)  # fmt: skip
+# Two runs of each command: the second is where runs that share state collide (a smoke run
+# refused because its output folder already holds a run). `nox --list` reads the baked noxfile
+# without the minutes of its sessions.
+TINY = Setting(
+    steps={8: 4 * WINDOW}, rounds=1, runs=2, green_runs=1, green_command=("nox", "--list"),
+    data=benchmark_data.TINY,
+)  # fmt: skip
+
+
 def wall(
-    command: list[str], cwd: Path, runs: int, env: dict[str, str] | None = None
+    commands: list[list[str]], cwd: Path, env: dict[str, str] | None = None
 ) -> dict[str, float]:
+    """Wall-clock seconds of each command, run one after another."""
     times = []
-    for _ in range(runs):
+    for command in commands:
         started = time.perf_counter()
         subprocess.run(command, cwd=cwd, check=True, capture_output=True, env=env)
         times.append(time.perf_counter() - started)
     return summary(times)
 
 
-def measure_loops(package: str, batch_sizes: tuple[int, ...], rounds: int) -> dict[str, Any]:
+def measure_loops(package: str, steps: dict[int, int], rounds: int) -> dict[str, Any]:
     """Per-step seconds of every loop, and each loop's overhead over the hand loop per round."""
-    seconds: dict[str, dict[int, list[float]]] = {
-        name: {b: [] for b in batch_sizes} for name in LOOPS
-    }
+    seconds: dict[str, dict[int, list[float]]] = {name: {b: [] for b in steps} for name in LOOPS}
     for loop in LOOPS.values():  # warm-up: first-call costs (imports, allocator) out of the way
         per_step_seconds(loop(package, 4 * WINDOW, 8))
     for round_number in range(rounds):
-        for batch in batch_sizes:
+        for batch, batch_steps in steps.items():
             # Every other round in reverse order, so a machine slowly speeding up or slowing
             # down favours no loop.
             order = list(LOOPS.items())[:: -1 if round_number % 2 else 1]
             for name, loop in order:
-                seconds[name][batch].append(per_step_seconds(loop(package, STEPS[batch], batch)))
+                seconds[name][batch].append(per_step_seconds(loop(package, batch_steps, batch)))
     return {
         "seconds": {
             n: {b: summary(s) for b, s in by_batch.items()} for n, by_batch in seconds.items()
@@ -79,7 +104,7 @@ def measure_loops(package: str, batch_sizes: tuple[int, ...], rounds: int) -> di
     }
 
 
-def bake_to_green(runs: int) -> dict[str, float]:
+def bake_to_green(runs: int, command: tuple[str, ...]) -> dict[str, float]:
     """A fresh bake, then its full `nox` (own environments, warm package caches)."""
     # As in a user's shell: the bench session's bytecode switches would make every one of the
     # project's sessions compile torch at install (~10 s each), where only `tests` does.
@@ -93,7 +118,7 @@ def bake_to_green(runs: int) -> dict[str, float]:
             capture_output=True, text=True, env={**os.environ, **GIT_IDENTITY},
         ).stdout.strip().splitlines()[-1]  # fmt: skip
         checks = subprocess.run(
-            ["nox", "--non-interactive"], cwd=baked, capture_output=True, text=True,
+            command, cwd=baked, capture_output=True, text=True,
             env=user_env, check=False,
         )  # fmt: skip
         if checks.returncode:  # kept for a look: a project that fails its own checks is a bug
@@ -106,6 +131,7 @@ def bake_to_green(runs: int) -> dict[str, float]:
 
 def write_plot(loops: dict[str, Any], title: str, path: Path) -> None:
     """Samples per second by batch size, one line per loop."""
+    batch_sizes = list(loops["seconds"][BASELINE])
     import matplotlib
 
     matplotlib.use("Agg")
@@ -113,10 +139,10 @@ def write_plot(loops: dict[str, Any], title: str, path: Path) -> None:
 
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for name, by_batch in loops["seconds"].items():
-        rates = [b / by_batch[b]["median"] for b in BATCH_SIZES]
-        axes.plot(BATCH_SIZES, rates, marker="o", label=name)
+        rates = [b / by_batch[b]["median"] for b in batch_sizes]
+        axes.plot(batch_sizes, rates, marker="o", label=name)
     axes.set(xscale="log", xlabel="batch size", ylabel="samples / s (median)", title=title)
-    axes.set_xticks(BATCH_SIZES, [str(b) for b in BATCH_SIZES])
+    axes.set_xticks(batch_sizes, [str(b) for b in batch_sizes])
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
@@ -173,7 +199,8 @@ def markdown(results: dict[str, Any]) -> str:
         ("`python -c 'import <package>.train'`", "import_train"),
     ):
         lines.append(f"| {label} | {seconds(results[key])} |")
-    lines += ["", "## Training loops", "", method(ROUNDS), "", *loops_table(results["loops"])]
+    lines += ["", "## Training loops", "", method(results["rounds"]), ""]
+    lines += loops_table(results["loops"])
     lines += ["", "![throughput by batch size](throughput.png)", ""]
     lines += ["Input pipelines over an image folder: [data loading](data.md).", ""]
     return "\n".join(lines)
@@ -192,31 +219,25 @@ def environment() -> dict[str, Any]:
     }
 
 
-def main(project: Path, output_dir: Path) -> None:
+def main(project: Path, output_dir: Path, setting: Setting = FULL) -> None:
     package = package_name(project)
     python = [sys.executable, "-c"]
-    results: dict[str, Any] = environment()
+    runs = range(setting.runs)
+    results: dict[str, Any] = {**environment(), "rounds": setting.rounds}
     with tempfile.TemporaryDirectory() as scratch:
-        results["bake"] = wall(
-            ["cookiecutter", "--no-input", str(TEMPLATE_ROOT), "-o", scratch, "-f"],
-            cwd=Path(scratch), runs=5, env={**os.environ, **GIT_IDENTITY},
-        )  # fmt: skip
-    results["import_torch"] = wall([*python, "import torch"], project, runs=5)
-    results["import_train"] = wall([*python, f"import {package}.train"], project, runs=5)
+        bake = ["cookiecutter", "--no-input", str(TEMPLATE_ROOT), "-o", scratch, "-f"]
+        results["bake"] = wall([bake for _ in runs], Path(scratch), {**os.environ, **GIT_IDENTITY})
+    results["import_torch"] = wall([[*python, "import torch"] for _ in runs], project)
+    results["import_train"] = wall([[*python, f"import {package}.train"] for _ in runs], project)
     with tempfile.TemporaryDirectory() as scratch:
-        smoke = [
-            "-m",
-            f"{package}.train",
-            "--config",
-            "configs/smoke.yaml",
-            f"output_dir={scratch}",
-        ]
-        results["smoke_cli"] = wall([sys.executable, *smoke], project, runs=5)
-    results["loops"] = measure_loops(package, BATCH_SIZES, ROUNDS)
-    benchmark_data.main(project, output_dir)
+        # A folder of its own for each run: a run refuses a folder that holds another run's files.
+        smoke = [sys.executable, "-m", f"{package}.train", "--config", "configs/smoke.yaml"]
+        results["smoke_cli"] = wall([[*smoke, f"output_dir={scratch}/{n}"] for n in runs], project)
+    results["loops"] = measure_loops(package, setting.steps, setting.rounds)
+    benchmark_data.main(project, output_dir, setting.data)
     partial = output_dir / "results-partial.json"  # the loops survive a failing bake -> green
     write_json(results, partial)
-    results["bake_to_green"] = bake_to_green(runs=3)
+    results["bake_to_green"] = bake_to_green(setting.green_runs, setting.green_command)
     partial.unlink()
     write_json(results, output_dir / "results.json")
     text = markdown(results)
@@ -227,8 +248,11 @@ def main(project: Path, output_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.exit("usage: python -m tests.benchmark PROJECT OUTPUT_DIR")
+    arguments = sys.argv[1:]
+    tiny = "--tiny" in arguments
+    paths = [argument for argument in arguments if argument != "--tiny"]
+    if len(paths) != 2:
+        sys.exit("usage: python -m tests.benchmark PROJECT OUTPUT_DIR [--tiny]")
     if shutil.which("nox") is None:
         sys.exit("nox is not installed in this environment; run through `nox -s bench`")
-    main(Path(sys.argv[1]), Path(sys.argv[2]))
+    main(Path(paths[0]), Path(paths[1]), TINY if tiny else FULL)

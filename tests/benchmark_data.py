@@ -1,7 +1,8 @@
 """Input pipelines over one image folder, measured: images per second of an epoch.
 
-`python -m tests.benchmark_data PROJECT OUTPUT_DIR` (also part of `nox -s bench`) writes
-data.json and data.md to OUTPUT_DIR. One folder of IMAGES PNG files, generated once, is read by:
+`python -m tests.benchmark_data PROJECT OUTPUT_DIR [--tiny]` (also part of `nox -s bench`) writes
+data.json and data.md to OUTPUT_DIR; --tiny runs every step on a few images (`nox -s bench-tiny`,
+which only proves the code runs). One folder of PNG files, generated once, is read by:
 
 - the anchor: torchvision's `ImageFolder` with `Resize`, `ToTensor` and `Normalize`, the pipeline
   most PyTorch code starts from. torchvision does not import beside the CPU build of torch that
@@ -10,9 +11,9 @@ data.json and data.md to OUTPUT_DIR. One folder of IMAGES PNG files, generated o
 - the project's folder loader (`data.name=imagefolder` without a pack);
 - the project's packed loader (after `python -m <package>.data.pack`), also with `data.augment`.
 
-Each at 0 and 2 DataLoader workers, batches of BATCH. A few batches warm each loader up (workers
-started, files in the page cache), then one whole epoch is timed; ROUNDS rounds run every
-pipeline back to back, and the table gives the median (min-max) over rounds.
+Each at 0 and 2 DataLoader workers. A few batches warm each loader up (workers started, files in
+the page cache), then one whole epoch is timed; several rounds run every pipeline back to back,
+and the table gives the median (min-max) over rounds.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,16 +38,28 @@ from PIL import Image
 
 from tests.baking import package_name
 
-IMAGES, CLASSES, SIZE, BATCH, ROUNDS = 20_000, 10, 64, 256, 3
+CLASSES, SIZE = 10, 64
 WORKERS = (0, 2)
 WARM_UP_BATCHES = 5
 ANCHOR = "anchor (ImageFolder pipeline)"
 
 
-def make_folder(root: Path) -> None:
-    """IMAGES smooth colour pictures with a little noise, SIZE x SIZE, CLASSES class folders."""
+@dataclass(frozen=True)
+class Scale:
+    images: int
+    batch: int
+    rounds: int
+
+
+FULL = Scale(images=20_000, batch=256, rounds=3)
+# Every step once, in seconds: enough batches for the warm-up and a timed epoch.
+TINY = Scale(images=2 * WARM_UP_BATCHES * 8, batch=8, rounds=1)
+
+
+def make_folder(root: Path, images: int) -> None:
+    """`images` smooth colour pictures with a little noise, SIZE x SIZE, CLASSES class folders."""
     generator = np.random.default_rng(0)
-    for index in range(IMAGES):
+    for index in range(images):
         folder = root / f"class_{index % CLASSES}"
         folder.mkdir(parents=True, exist_ok=True)
         coarse = Image.fromarray(generator.integers(0, 256, (8, 8, 3), dtype=np.uint8))
@@ -99,8 +113,8 @@ def epoch_seconds(loader: Any, sampler: Any) -> float:
 class Pipelines:
     """Builds each pipeline's DataLoader over the same folder."""
 
-    def __init__(self, package: str, folder: Path, pack: Path) -> None:
-        self.folder, self.pack = folder, pack
+    def __init__(self, package: str, folder: Path, pack: Path, batch: int) -> None:
+        self.folder, self.pack, self.batch = folder, pack, batch
         self.config = importlib.import_module(f"{package}.config")
         self.data = importlib.import_module(f"{package}.data")
         self.loaders = importlib.import_module(f"{package}.data.loaders")
@@ -110,7 +124,7 @@ class Pipelines:
         return self.config.build_config({}, [
             "data.name=imagefolder", f"data.root={self.folder}", f"data.pack={pack}",
             f"data.image_size={SIZE}", "data.channels=3", "data.val_fraction=0",
-            "data.test_fraction=0", f"data.num_workers={workers}", f"train.batch_size={BATCH}",
+            "data.test_fraction=0", f"data.num_workers={workers}", f"train.batch_size={self.batch}",
             *overrides,
         ])  # fmt: skip
 
@@ -124,7 +138,7 @@ class Pipelines:
         preprocessing = self.data.preprocessing_for(self.project_config(0, self.pack).data)
         dataset = AnchorImageFolder(self.folder, list(preprocessing.mean), list(preprocessing.std))
         loader = torch.utils.data.DataLoader(
-            dataset, batch_size=BATCH, shuffle=True, num_workers=workers,
+            dataset, batch_size=self.batch, shuffle=True, num_workers=workers,
             persistent_workers=workers > 0, generator=torch.Generator().manual_seed(0),
         )  # fmt: skip
         return loader, None
@@ -141,12 +155,15 @@ class Pipelines:
         }
 
 
-def measure(package: str, scratch: Path) -> dict[str, Any]:
+def measure(package: str, scratch: Path, scale: Scale) -> dict[str, Any]:
     folder, pack = scratch / "images", scratch / "images.pack"
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
-    make_folder(folder)
-    results: dict[str, Any] = {"generate_seconds": time.perf_counter() - started}
+    make_folder(folder, scale.images)
+    results: dict[str, Any] = {
+        "images": scale.images, "batch": scale.batch, "rounds": scale.rounds,
+        "generate_seconds": time.perf_counter() - started,
+    }  # fmt: skip
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", f"{package}.data.pack", str(folder), str(pack),
@@ -154,12 +171,12 @@ def measure(package: str, scratch: Path) -> dict[str, Any]:
         check=True, capture_output=True,
     )  # fmt: skip
     results["pack_seconds"] = time.perf_counter() - started
-    pipelines = Pipelines(package, folder, pack)
+    pipelines = Pipelines(package, folder, pack, scale.batch)
     started = time.perf_counter()  # the folder loader's pass over every file at start
     pipelines.project(0, folder.with_name("no-pack-here"))
     results["folder_start_seconds"] = time.perf_counter() - started
     seconds: dict[str, dict[int, list[float]]] = {}
-    for round_number in range(ROUNDS):
+    for round_number in range(scale.rounds):
         order = list(pipelines.table().items())[:: -1 if round_number % 2 else 1]
         for name, build in order:
             for workers in WORKERS:
@@ -170,9 +187,9 @@ def measure(package: str, scratch: Path) -> dict[str, Any]:
     results["images_per_second"] = {
         name: {
             str(workers): {
-                "median": IMAGES / statistics.median(times),
-                "min": IMAGES / max(times),
-                "max": IMAGES / min(times),
+                "median": scale.images / statistics.median(times),
+                "min": scale.images / max(times),
+                "max": scale.images / min(times),
             }
             for workers, times in by_workers.items()
         }
@@ -183,7 +200,7 @@ def measure(package: str, scratch: Path) -> dict[str, Any]:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    rates = results["images_per_second"]
+    rates, images, batch = results["images_per_second"], results["images"], results["batch"]
     header = " | ".join(f"{w} workers: images/s" for w in WORKERS)
     ratios = " | ".join(f"{w} workers: vs anchor" for w in WORKERS)
     lines = [
@@ -191,10 +208,11 @@ def markdown(results: dict[str, Any]) -> str:
         f"Machine: {results['machine']}. torch {results['torch']}, Python {results['python']}. "
         "Regenerate with `nox -s bench` (or `python -m tests.benchmark_data PROJECT OUTPUT_DIR` "
         "in its environment).", "",
-        f"One folder of {IMAGES:,} PNG files ({SIZE}x{SIZE} RGB, {CLASSES} class folders, in the "
-        f"page cache), read at {SIZE}x{SIZE} in batches of {BATCH}. Images per second of one "
+        f"One folder of {images:,} PNG files ({SIZE}x{SIZE} RGB, {CLASSES} class folders, in the "
+        f"page cache), read at {SIZE}x{SIZE} in batches of {batch}. Images per second of one "
         f"whole epoch after a warm-up of {WARM_UP_BATCHES} batches; median (min-max) over "
-        f"{ROUNDS} rounds that run every pipeline back to back. The anchor is torchvision's "
+        f"{results['rounds']} rounds that run every pipeline back to back. The anchor is "
+        "torchvision's "
         "`ImageFolder` with `Resize`, `ToTensor` and `Normalize`, written out step by step in "
         "`tests/benchmark_data.py`: torchvision itself does not import beside the CPU build of "
         "torch used here.", "",
@@ -227,7 +245,7 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(project: Path, output_dir: Path) -> None:
+def main(project: Path, output_dir: Path, scale: Scale = FULL) -> None:
     package = package_name(project)
     results: dict[str, Any] = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
@@ -235,7 +253,7 @@ def main(project: Path, output_dir: Path) -> None:
         "python": platform.python_version(),
     }
     with tempfile.TemporaryDirectory(prefix="bench-data-") as scratch:
-        results |= measure(package, Path(scratch))
+        results |= measure(package, Path(scratch), scale)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "data.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     text = markdown(results)
@@ -244,6 +262,9 @@ def main(project: Path, output_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.exit("usage: python -m tests.benchmark_data PROJECT OUTPUT_DIR")
-    main(Path(sys.argv[1]), Path(sys.argv[2]))
+    arguments = sys.argv[1:]
+    tiny = "--tiny" in arguments
+    paths = [argument for argument in arguments if argument != "--tiny"]
+    if len(paths) != 2:
+        sys.exit("usage: python -m tests.benchmark_data PROJECT OUTPUT_DIR [--tiny]")
+    main(Path(paths[0]), Path(paths[1]), TINY if tiny else FULL)

@@ -7,9 +7,15 @@ tracking rows run its lock check and smoke-train, and of the tests only those th
 tracking backend (test_tracking.py, test_config.py): every other test trains configs/smoke.yaml,
 whose backend is `none`, and would repeat the default row to the bit, and the combinations
 session has already run every row's pre-commit hooks (ruff, mypy --strict, ...).
+
+The file set each row must bake into is here too: DEFAULT_FILES (the default bake's, exactly) and
+FILES_FOR_OPTION (the files a yes/no option adds). The post-gen hook keeps its own list of what to
+remove: a test that read the hook's list could not catch a file missing from it.
 """
 
 from __future__ import annotations
+
+from tests.baking import Answer, parse_answer
 
 # Fast checks on every supported combination: each option varied once from the defaults, the
 # pairs that interact, and odd-but-valid text. pytest bakes each row and checks the file set and
@@ -50,6 +56,126 @@ CHECK_COMBINATIONS: dict[str, dict[str, str]] = {
 }  # fmt: skip
 
 
+# The default bake's files, exactly (its package is my_torch_project); a stray or missing file
+# fails the bake tests.
+DEFAULT_FILES = {
+    ".cruft.json",
+    ".dockerignore",
+    ".github/ISSUE_TEMPLATE/bug.yml",
+    ".github/ISSUE_TEMPLATE/config.yml",
+    ".github/ISSUE_TEMPLATE/training.yml",
+    ".github/dependabot.yml",
+    ".github/labels.yml",
+    ".github/pull_request_template.md",
+    ".github/requirements-template-update.in",
+    ".github/requirements-template-update.txt",
+    ".github/requirements.in",
+    ".github/requirements.txt",
+    ".github/rulesets/protected-branches.json",
+    ".github/workflows/ci.yml",
+    ".github/workflows/docker.yml",
+    ".github/workflows/gpu.yml",
+    ".github/workflows/labels.yml",
+    ".github/workflows/template-update.yml",
+    ".github/workflows/train-on-label.yml",
+    ".gitignore",
+    ".gitmessage",
+    ".pre-commit-config.yaml",
+    ".python-version",
+    "CONTRIBUTING.md",
+    "Dockerfile",
+    "LABELS.md",
+    "LICENSE",
+    "README.md",
+    "configs/default.yaml",
+    "configs/imagefolder.yaml",
+    "configs/smoke.yaml",
+    "noxfile.py",
+    "pyproject.toml",
+    "scripts/apply_branch_rules.sh",
+    "scripts/check_commit_message.py",
+    "scripts/gpu_access.py",
+    "scripts/render_labels.py",
+    "scripts/setup_dev.sh",
+    "scripts/slurm_train.sbatch",
+    "scripts/start_jupyter.sh",
+    "scripts/template_update.py",
+    "scripts/training_request.py",
+    "src/my_torch_project/__init__.py",
+    "src/my_torch_project/atomic_files.py",
+    "src/my_torch_project/checkpoint.py",
+    "src/my_torch_project/config.py",
+    "src/my_torch_project/data/__init__.py",
+    "src/my_torch_project/data/folder_layout.py",
+    "src/my_torch_project/data/image_folder.py",
+    "src/my_torch_project/data/images.py",
+    "src/my_torch_project/data/loaders.py",
+    "src/my_torch_project/data/mnist.py",
+    "src/my_torch_project/data/pack.py",
+    "src/my_torch_project/data/packed.py",
+    "src/my_torch_project/data/preprocessing.py",
+    "src/my_torch_project/data/synthetic.py",
+    "src/my_torch_project/distributed.py",
+    "src/my_torch_project/errors.py",
+    "src/my_torch_project/evaluate.py",
+    "src/my_torch_project/export.py",
+    "src/my_torch_project/guards.py",
+    "src/my_torch_project/health_check.py",
+    "src/my_torch_project/inference.py",
+    "src/my_torch_project/manifest.py",
+    "src/my_torch_project/models/__init__.py",
+    "src/my_torch_project/models/cnn.py",
+    "src/my_torch_project/models/mlp.py",
+    "src/my_torch_project/predict.py",
+    "src/my_torch_project/preemption.py",
+    "src/my_torch_project/py.typed",
+    "src/my_torch_project/remote_runs.py",
+    "src/my_torch_project/report.py",
+    "src/my_torch_project/reproducibility.py",
+    "src/my_torch_project/run_files.py",
+    "src/my_torch_project/run_folder.py",
+    "src/my_torch_project/run_log.py",
+    "src/my_torch_project/sinks.py",
+    "src/my_torch_project/storage.py",
+    "src/my_torch_project/sweep.py",
+    "src/my_torch_project/tag_run.py",
+    "src/my_torch_project/tracking.py",
+    "src/my_torch_project/train.py",
+    "src/my_torch_project/trainer.py",
+    "src/my_torch_project/training_state.py",
+    "tests/conftest.py",
+    "tests/helpers.py",
+    "tests/test_after_training.py",
+    "tests/test_architecture.py",
+    "tests/test_bring_your_own.py",
+    "tests/test_checkpoint.py",
+    "tests/test_cli.py",
+    "tests/test_config.py",
+    "tests/test_data.py",
+    "tests/test_distributed.py",
+    "tests/test_image_folder.py",
+    "tests/test_manifest.py",
+    "tests/test_model_sanity.py",
+    "tests/test_run_folder.py",
+    "tests/test_sweep.py",
+    "tests/test_tag_run.py",
+    "tests/test_tracking.py",
+    "tests/test_train.py",
+    "tests/test_training_knobs.py",
+    "tests/test_workflow_scripts.py",
+}
+# Files present only when the yes/no option is yes (the default bake has docker and gpu_ci on).
+NOTEBOOK = "notebooks/01_explore_data.ipynb"
+FILES_FOR_OPTION = {
+    "docker": {".dockerignore", "Dockerfile", ".github/workflows/docker.yml",
+               "scripts/start_jupyter.sh"},
+    # Both workflows need the self-hosted GPU runner.
+    "gpu_ci": {".github/workflows/gpu.yml", ".github/workflows/train-on-label.yml"},
+    "include_notebooks": {NOTEBOOK},
+}  # fmt: skip
+DEFAULT_PACKAGE = "my_torch_project"
+
+
 # Rows that also get the full treatment, by session id -> row of CHECK_COMBINATIONS. Each
 # tracking backend adds its own dependency and writes its own files.
 FULL_SUITE = "default"
@@ -64,3 +190,19 @@ SMOKE_COMBINATIONS = {
 def as_answers(row: str) -> list[str]:
     """`key=value` arguments for `python -m tests.baking` for one row of CHECK_COMBINATIONS."""
     return [f"{key}={value}" for key, value in CHECK_COMBINATIONS[row].items()]
+
+
+def row_answers(row: str) -> dict[str, Answer]:
+    """One row of CHECK_COMBINATIONS as answers for tests.baking.bake (yes/no as booleans)."""
+    return {key: parse_answer(value) for key, value in CHECK_COMBINATIONS[row].items()}
+
+
+def expected_files(answers: dict[str, Answer], package: str = DEFAULT_PACKAGE) -> set[str]:
+    """The exact file set of a bake with these answers, whose package is `package`."""
+    files = {name.replace(DEFAULT_PACKAGE, package) for name in DEFAULT_FILES}
+    for option, paths in FILES_FOR_OPTION.items():
+        if answers.get(option) is True:
+            files |= paths
+        elif answers.get(option) is False:
+            files -= paths
+    return files

@@ -5,118 +5,15 @@ from __future__ import annotations
 import ast
 import subprocess
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.baking import bake, leftover_template_syntax, text_files
-from tests.conftest import set_git_identity
-
-DEFAULT_FILES = {
-    ".cruft.json",
-    ".dockerignore",
-    ".github/ISSUE_TEMPLATE/bug.yml",
-    ".github/ISSUE_TEMPLATE/config.yml",
-    ".github/ISSUE_TEMPLATE/training.yml",
-    ".github/dependabot.yml",
-    ".github/labels.yml",
-    ".github/pull_request_template.md",
-    ".github/requirements-template-update.in",
-    ".github/requirements-template-update.txt",
-    ".github/requirements.in",
-    ".github/requirements.txt",
-    ".github/rulesets/protected-branches.json",
-    ".github/workflows/ci.yml",
-    ".github/workflows/docker.yml",
-    ".github/workflows/gpu.yml",
-    ".github/workflows/labels.yml",
-    ".github/workflows/template-update.yml",
-    ".github/workflows/train-on-label.yml",
-    ".gitignore",
-    ".gitmessage",
-    ".pre-commit-config.yaml",
-    ".python-version",
-    "CONTRIBUTING.md",
-    "Dockerfile",
-    "LABELS.md",
-    "LICENSE",
-    "README.md",
-    "configs/default.yaml",
-    "configs/imagefolder.yaml",
-    "configs/smoke.yaml",
-    "noxfile.py",
-    "pyproject.toml",
-    "scripts/apply_branch_rules.sh",
-    "scripts/check_commit_message.py",
-    "scripts/gpu_access.py",
-    "scripts/render_labels.py",
-    "scripts/setup_dev.sh",
-    "scripts/slurm_train.sbatch",
-    "scripts/start_jupyter.sh",
-    "scripts/template_update.py",
-    "scripts/training_request.py",
-    "src/my_torch_project/__init__.py",
-    "src/my_torch_project/atomic_files.py",
-    "src/my_torch_project/checkpoint.py",
-    "src/my_torch_project/config.py",
-    "src/my_torch_project/data/__init__.py",
-    "src/my_torch_project/data/folder_layout.py",
-    "src/my_torch_project/data/image_folder.py",
-    "src/my_torch_project/data/images.py",
-    "src/my_torch_project/data/loaders.py",
-    "src/my_torch_project/data/mnist.py",
-    "src/my_torch_project/data/pack.py",
-    "src/my_torch_project/data/packed.py",
-    "src/my_torch_project/data/preprocessing.py",
-    "src/my_torch_project/data/synthetic.py",
-    "src/my_torch_project/distributed.py",
-    "src/my_torch_project/errors.py",
-    "src/my_torch_project/evaluate.py",
-    "src/my_torch_project/export.py",
-    "src/my_torch_project/guards.py",
-    "src/my_torch_project/health_check.py",
-    "src/my_torch_project/inference.py",
-    "src/my_torch_project/manifest.py",
-    "src/my_torch_project/models/__init__.py",
-    "src/my_torch_project/models/cnn.py",
-    "src/my_torch_project/models/mlp.py",
-    "src/my_torch_project/predict.py",
-    "src/my_torch_project/preemption.py",
-    "src/my_torch_project/py.typed",
-    "src/my_torch_project/report.py",
-    "src/my_torch_project/reproducibility.py",
-    "src/my_torch_project/run_files.py",
-    "src/my_torch_project/run_folder.py",
-    "src/my_torch_project/run_log.py",
-    "src/my_torch_project/sinks.py",
-    "src/my_torch_project/sweep.py",
-    "src/my_torch_project/tag_run.py",
-    "src/my_torch_project/tracking.py",
-    "src/my_torch_project/train.py",
-    "src/my_torch_project/trainer.py",
-    "src/my_torch_project/training_state.py",
-    "tests/conftest.py",
-    "tests/helpers.py",
-    "tests/test_after_training.py",
-    "tests/test_architecture.py",
-    "tests/test_bring_your_own.py",
-    "tests/test_checkpoint.py",
-    "tests/test_cli.py",
-    "tests/test_config.py",
-    "tests/test_data.py",
-    "tests/test_distributed.py",
-    "tests/test_image_folder.py",
-    "tests/test_manifest.py",
-    "tests/test_model_sanity.py",
-    "tests/test_run_folder.py",
-    "tests/test_sweep.py",
-    "tests/test_tag_run.py",
-    "tests/test_tracking.py",
-    "tests/test_train.py",
-    "tests/test_training_knobs.py",
-    "tests/test_workflow_scripts.py",
-}
+from tests.combinations import DEFAULT_FILES
+from tests.helpers import generated_files
 
 
 def git(project: Path, *args: str) -> str:
@@ -125,19 +22,9 @@ def git(project: Path, *args: str) -> str:
     ).stdout
 
 
-@pytest.fixture(scope="module")
-def default_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    with pytest.MonkeyPatch.context() as patch:  # module scope cannot use the autouse fixture
-        set_git_identity(patch)
-        return bake(tmp_path_factory.mktemp("default"))
-
-
-def generated_files(project: Path) -> set[str]:
-    return {
-        path.relative_to(project).as_posix()
-        for path in project.rglob("*")
-        if path.is_file() and ".git" not in path.relative_to(project).parts
-    }
+@pytest.fixture
+def default_project(baked_row: Callable[[str], Path]) -> Path:
+    return baked_row("default")
 
 
 def test_default_bake_has_exactly_the_expected_files(default_project: Path) -> None:
@@ -196,8 +83,8 @@ def test_each_license_names_the_author(tmp_path: Path, license_name: str) -> Non
     assert pyproject["project"]["license"] == expected
 
 
-def test_mnist_option_sets_the_default_dataset(tmp_path: Path) -> None:
-    project = bake(tmp_path, dataset="mnist")
+def test_mnist_option_sets_the_default_dataset(baked_row: Callable[[str], Path]) -> None:
+    project = baked_row("dataset-mnist")
     default = yaml.safe_load((project / "configs" / "default.yaml").read_text(encoding="utf-8"))
     assert default["data"]["name"] == "mnist"
     smoke = yaml.safe_load((project / "configs" / "smoke.yaml").read_text(encoding="utf-8"))
@@ -222,38 +109,18 @@ def test_baking_twice_over_the_same_directory_adds_no_commit(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize(
-    ("tracking", "dependency"),
+    ("row", "dependency"),
     [
-        ("none", None),
-        ("tensorboard", "tensorboard"),
-        ("wandb", "wandb"),
-        ("mlflow", "mlflow-skinny"),
+        ("default", None),
+        ("tracking-tensorboard", "tensorboard"),
+        ("tracking-wandb", "wandb"),
+        ("tracking-mlflow", "mlflow-skinny"),
     ],
 )
 def test_tracking_option_adds_only_its_dependency(
-    tmp_path: Path, tracking: str, dependency: str | None
+    baked_row: Callable[[str], Path], row: str, dependency: str | None
 ) -> None:
-    project = bake(tmp_path, tracking=tracking)
+    project = baked_row(row)
     pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
     names = {entry.split(">")[0] for entry in pyproject["project"]["dependencies"]}
     assert names - {"torch", "numpy", "pyyaml", "pillow"} == ({dependency} if dependency else set())
-
-
-@pytest.mark.parametrize(
-    ("answers", "absent"),
-    [
-        ({"docker": False}, {".dockerignore", "Dockerfile", ".github/workflows/docker.yml",
-                             "scripts/start_jupyter.sh"}),
-        ({"gpu_ci": False}, {".github/workflows/gpu.yml", ".github/workflows/train-on-label.yml"}),
-    ],
-)  # fmt: skip
-def test_turning_an_option_off_removes_exactly_its_files(
-    tmp_path: Path, answers: dict[str, bool], absent: set[str]
-) -> None:
-    assert generated_files(bake(tmp_path, **answers)) == DEFAULT_FILES - absent
-
-
-def test_notebooks_option_adds_exactly_the_notebook(tmp_path: Path) -> None:
-    project = bake(tmp_path, include_notebooks=True)
-    assert generated_files(project) == DEFAULT_FILES | {"notebooks/01_explore_data.ipynb"}
-    assert "nbstripout" in (project / ".pre-commit-config.yaml").read_text(encoding="utf-8")

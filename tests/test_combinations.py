@@ -3,32 +3,15 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.baking import bake, leftover_template_syntax, package_name, parse_answer, text_files
-from tests.combinations import CHECK_COMBINATIONS, SMOKE_COMBINATIONS
-from tests.test_bake import DEFAULT_FILES, generated_files
-
-OPTION_FILES = {
-    "docker": {".dockerignore", "Dockerfile", ".github/workflows/docker.yml",
-               "scripts/start_jupyter.sh"},
-    "gpu_ci": {".github/workflows/gpu.yml", ".github/workflows/train-on-label.yml"},
-}  # fmt: skip
-NOTEBOOK = "notebooks/01_explore_data.ipynb"
-
-
-def expected_files(answers: dict[str, str | bool], project: Path) -> set[str]:
-    package = package_name(project)
-    files = {name.replace("my_torch_project", package) for name in DEFAULT_FILES}
-    for option, paths in OPTION_FILES.items():
-        if answers.get(option) is False:
-            files -= paths
-    if answers.get("include_notebooks") is True:
-        files.add(NOTEBOOK)
-    return files
+from tests.baking import leftover_template_syntax, package_name, text_files
+from tests.combinations import CHECK_COMBINATIONS, SMOKE_COMBINATIONS, expected_files, row_answers
+from tests.helpers import generated_files
 
 
 def test_smoke_rows_are_check_rows_too() -> None:
@@ -37,10 +20,12 @@ def test_smoke_rows_are_check_rows_too() -> None:
 
 
 @pytest.mark.parametrize("row", list(CHECK_COMBINATIONS))
-def test_row_bakes_exactly_its_files_with_no_template_leftovers(tmp_path: Path, row: str) -> None:
-    answers = {key: parse_answer(value) for key, value in CHECK_COMBINATIONS[row].items()}
-    project = bake(tmp_path, **answers)
-    assert generated_files(project) == expected_files(answers, project)
+def test_row_bakes_exactly_its_files_with_no_template_leftovers(
+    baked_row: Callable[[str], Path], row: str
+) -> None:
+    answers = row_answers(row)
+    project = baked_row(row)
+    assert generated_files(project) == expected_files(answers, package_name(project))
     assert leftover_template_syntax(project) == []
     pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
     if "description" in answers:
@@ -49,3 +34,6 @@ def test_row_bakes_exactly_its_files_with_no_template_leftovers(tmp_path: Path, 
         if path.suffix in {".yml", ".yaml"}:
             assert yaml.safe_load(path.read_text(encoding="utf-8")) is not None, path
     assert len(project.name) <= 64
+    # Notebooks are committed with their outputs stripped.
+    hooks = (project / ".pre-commit-config.yaml").read_text(encoding="utf-8")
+    assert ("nbstripout" in hooks) == (answers.get("include_notebooks") is True)

@@ -10,43 +10,24 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.baking import Answer, bake
+from tests.helpers import run, tool
 
-COMBINATIONS: dict[str, dict[str, Answer]] = {
-    "default": {},
-    "lean": {"docker": False, "gpu_ci": False},
-    "notebooks-py313": {"include_notebooks": True, "python_version": "3.13"},
-}
+# Rows of tests/combinations.py: everything on; docker and the GPU workflows off; the notebooks
+# hook at the newest Python (the CI matrix starts there).
+ROWS = ["default", "no-docker-no-gpu", "notebooks-python-3.13-no-docker"]
 
 
-@pytest.fixture(scope="module", params=list(COMBINATIONS))
-def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.conftest import set_git_identity
-
-    with pytest.MonkeyPatch.context() as patch:
-        set_git_identity(patch)
-        return bake(tmp_path_factory.mktemp(request.param), **COMBINATIONS[request.param])
-
-
-def tool(name: str) -> str:
-    """The tool installed beside this interpreter (the nox session's environment)."""
-    path = Path(sys.executable).parent / name
-    found = str(path) if path.exists() else shutil.which(name)
-    assert found, f"{name} is not installed; run the tests through `nox -s tests`"
-    return found
-
-
-def check(*command: str, cwd: Path) -> None:
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
-    assert result.returncode == 0, f"{' '.join(command)}\n{result.stdout}\n{result.stderr}"
+@pytest.fixture(params=ROWS)
+def project(request: pytest.FixtureRequest, baked_row: Callable[[str], Path]) -> Path:
+    return baked_row(request.param)
 
 
 def workflows(project: Path) -> list[str]:
@@ -56,12 +37,12 @@ def workflows(project: Path) -> list[str]:
 
 
 def test_workflows_match_github_schema(project: Path) -> None:
-    check(tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows",
+    run(tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows",
           *workflows(project), cwd=project)  # fmt: skip
 
 
 def test_dependabot_matches_its_schema(project: Path) -> None:
-    check(tool("check-jsonschema"), "--builtin-schema", "vendor.dependabot",
+    run(tool("check-jsonschema"), "--builtin-schema", "vendor.dependabot",
           ".github/dependabot.yml", cwd=project)  # fmt: skip
 
 
@@ -70,15 +51,15 @@ def test_issue_forms_match_their_schemas(project: Path) -> None:
         str(p.relative_to(project)) for p in (project / ".github/ISSUE_TEMPLATE").glob("*")
     )
     forms.remove(".github/ISSUE_TEMPLATE/config.yml")
-    check(tool("check-jsonschema"), "--builtin-schema", "vendor.github-issue-forms", *forms,
+    run(tool("check-jsonschema"), "--builtin-schema", "vendor.github-issue-forms", *forms,
           cwd=project)  # fmt: skip
-    check(tool("check-jsonschema"), "--builtin-schema", "vendor.github-issue-config",
+    run(tool("check-jsonschema"), "--builtin-schema", "vendor.github-issue-config",
           ".github/ISSUE_TEMPLATE/config.yml", cwd=project)  # fmt: skip
 
 
 def test_zizmor_finds_nothing(project: Path) -> None:
     # The whole repository: workflows and .github/dependabot.yml (its dependabot-cooldown audit).
-    check(tool("zizmor"), "--offline", "--no-progress", ".", cwd=project)
+    run(tool("zizmor"), "--offline", "--no-progress", ".", cwd=project)
 
 
 def test_pre_commit_runs_zizmor_on_the_whole_github_folder(project: Path) -> None:
@@ -253,17 +234,17 @@ def test_the_branch_rules_script_creates_or_updates_the_ruleset(
 def test_dockerfile_passes_hadolint(project: Path) -> None:
     if not (project / "Dockerfile").exists():
         pytest.skip("docker=no: no Dockerfile generated")
-    check(tool("hadolint"), "Dockerfile", cwd=project)
+    run(tool("hadolint"), "Dockerfile", cwd=project)
 
 
 def test_shell_scripts_pass_shellcheck(project: Path) -> None:
     scripts = sorted(str(p.relative_to(project)) for p in (project / "scripts").glob("*.s*"))
     assert "scripts/setup_dev.sh" in scripts
-    check(tool("shellcheck"), *scripts, cwd=project)
+    run(tool("shellcheck"), *scripts, cwd=project)
 
 
 def test_labels_md_is_in_sync_with_labels_yml(project: Path) -> None:
-    check(sys.executable, "scripts/render_labels.py", "--check", cwd=project)
+    run(sys.executable, "scripts/render_labels.py", "--check", cwd=project)
     labels = (project / ".github/labels.yml").read_text(encoding="utf-8")
     for required in ("task:training", "gpu:required", "env:gpu", "priority:high", "type:bug"):
         assert f'"{required}"' in labels
@@ -272,14 +253,14 @@ def test_labels_md_is_in_sync_with_labels_yml(project: Path) -> None:
 def test_commit_message_hook_rejects_bad_and_accepts_good(project: Path, tmp_path: Path) -> None:
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(project), str(clone)], check=True)
-    check(tool("pre-commit"), "install", "--hook-type", "commit-msg", cwd=clone)
+    run(tool("pre-commit"), "install", "--hook-type", "commit-msg", cwd=clone)
     bad = subprocess.run(
         ["git", "commit", "--allow-empty", "-m", "fixed stuff"],
         cwd=clone, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert bad.returncode != 0
     assert "commit message rejected" in bad.stdout + bad.stderr
-    check("git", "commit", "--allow-empty", "-m", "fix(data): handle empty IDX files", cwd=clone)
+    run("git", "commit", "--allow-empty", "-m", "fix(data): handle empty IDX files", cwd=clone)
 
 
 def test_ci_matrix_starts_at_the_chosen_python(project: Path) -> None:
@@ -294,9 +275,9 @@ def test_ci_matrix_starts_at_the_chosen_python(project: Path) -> None:
 def test_the_templates_own_workflow_is_valid_and_zizmor_clean() -> None:
     repository = Path(__file__).resolve().parents[1]
     workflow = ".github/workflows/ci.yml"
-    check(tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", workflow,
+    run(tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", workflow,
           cwd=repository)  # fmt: skip
-    check(tool("check-jsonschema"), "--builtin-schema", "vendor.dependabot",
+    run(tool("check-jsonschema"), "--builtin-schema", "vendor.dependabot",
           ".github/dependabot.yml", cwd=repository)  # fmt: skip
-    check(tool("zizmor"), "--offline", "--no-progress", ".github", cwd=repository)
+    run(tool("zizmor"), "--offline", "--no-progress", ".github", cwd=repository)
     assert "bash .ci/run" in (repository / workflow).read_text(encoding="utf-8")

@@ -18,21 +18,17 @@ import subprocess
 from pathlib import Path
 
 from tests.baking import bake
-from tests.test_generated_tooling import tool
+from tests.helpers import run, tool
 from tests.torch_source import torch_install_env
 
 
-def run(*command: str, cwd: Path, env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(
-        command, cwd=cwd, env=env, capture_output=True, text=True, check=False
-    )  # fmt: skip
-    assert result.returncode == 0, f"{' '.join(command)}\n{result.stdout}\n{result.stderr}"
-    return result.stdout
+def stdout_of(*command: str, cwd: Path, env: dict[str, str] | None = None) -> str:
+    return run(*command, cwd=cwd, env=env).stdout
 
 
 def installed(project: Path) -> dict[str, str]:
     """Name -> version in the project's .venv (the editable project itself left out)."""
-    frozen = run(tool("uv"), "pip", "freeze", "--python", str(project / ".venv"), cwd=project)
+    frozen = stdout_of(tool("uv"), "pip", "freeze", "--python", str(project / ".venv"), cwd=project)
     return dict(line.split("==") for line in frozen.splitlines() if "==" in line)
 
 
@@ -46,17 +42,17 @@ def test_a_second_clone_installs_exactly_what_the_first_setup_locked(tmp_path: P
         "UV_COMPILE_BYTECODE": "0",
         "PYTHONDONTWRITEBYTECODE": "",
     }
-    output = run("bash", "scripts/setup_dev.sh", cwd=first, env=env)
+    output = stdout_of("bash", "scripts/setup_dev.sh", cwd=first, env=env)
     assert "uv.lock is new: commit it" in output
-    assert run("git", "status", "--porcelain", cwd=first) == "?? uv.lock\n"
-    run("git", "add", "uv.lock", cwd=first)
-    run("git", "commit", "--quiet", "-m", "build: lock the environment", cwd=first, env=env)
+    assert stdout_of("git", "status", "--porcelain", cwd=first) == "?? uv.lock\n"
+    stdout_of("git", "add", "uv.lock", cwd=first)
+    stdout_of("git", "commit", "--quiet", "-m", "build: lock the environment", cwd=first, env=env)
 
     second = tmp_path / "second"
-    run("git", "clone", "--quiet", str(first), str(second), cwd=tmp_path)
-    output = run("bash", "scripts/setup_dev.sh", cwd=second, env=env)
+    stdout_of("git", "clone", "--quiet", str(first), str(second), cwd=tmp_path)
+    output = stdout_of("bash", "scripts/setup_dev.sh", cwd=second, env=env)
     assert "uv.lock is new" not in output
-    assert run("git", "status", "--porcelain", cwd=second) == ""  # the lock, used as it is
+    assert stdout_of("git", "status", "--porcelain", cwd=second) == ""  # the lock, used as it is
     packages = installed(second)
     assert "torch" in packages
     assert packages == installed(first)

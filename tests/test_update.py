@@ -8,90 +8,33 @@ cookiecutter's `gh:` abbreviation, pointed at a file:// folder by a cookiecutter
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.baking import TEMPLATE_ROOT
-from tests.git_identity import GIT_IDENTITY
-
-NOT_TEMPLATE = shutil.ignore_patterns(
-    ".git", ".nox", ".venv", "demo", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"
+from tests.helpers import (
+    CNN,
+    NOT_TEMPLATE,
+    README,
+    RUN_LOG,
+    bake_the_readme_way,
+    commit,
+    cruft_state,
+    edit,
+    publish,
+    run,
+    snapshot,
+    template_version,
+    tool,
 )
-RUN_LOG = "{{cookiecutter.project_slug}}/src/{{cookiecutter.package_name}}/run_log.py"
-CNN = "{{cookiecutter.project_slug}}/src/{{cookiecutter.package_name}}/models/cnn.py"
-README = "{{cookiecutter.project_slug}}/README.md"
+
 # The first template commit whose post-gen hook keeps git out of cruft's renders (CHANGELOG.md,
 # 0.1.0's upgrade notes): projects made from it or later must keep updating.
 OLDEST_UPDATABLE = "b8eaf8b5fc74ce941fd3491964f40be493af1adf"
 RELEASE_HEADING = re.compile(r"^## (\d+\.\d+\.\d+) — \d{4}-\d{2}-\d{2}$", re.MULTILINE)
-
-
-def run(*command: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **GIT_IDENTITY}
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env, check=False)
-    if check:
-        assert result.returncode == 0, f"{' '.join(command)}\n{result.stdout}\n{result.stderr}"
-    return result
-
-
-def tool(name: str) -> str:
-    return str(Path(sys.executable).parent / name)
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text(encoding="utf-8")
-    assert old in text, f"{old!r} not in {path}"
-    path.write_text(text.replace(old, new, 1), encoding="utf-8")
-
-
-def commit(repository: Path, message: str) -> None:
-    run("git", "add", "-A", cwd=repository)
-    # --allow-empty: a clean checkout (CI's) committed over its own clone changes nothing.
-    run("git", "commit", "-q", "--allow-empty", "-m", message, cwd=repository)
-
-
-def snapshot(repository: Path) -> Path:
-    """This checkout's working tree, committed as the first commit of a new repository."""
-    shutil.copytree(TEMPLATE_ROOT, repository, ignore=NOT_TEMPLATE)
-    run("git", "init", "-q", "-b", "main", cwd=repository)
-    commit(repository, "template v1")
-    return repository
-
-
-def publish(template: Path, root: Path) -> Path:
-    """A bare clone at root/your-org/torch-template.git and a cookiecutter config whose `gh:`
-    leads there, as `gh:` leads to GitHub; returns the config file."""
-    root.mkdir(parents=True, exist_ok=True)
-    run("git", "clone", "-q", "--bare", str(template),
-        str(root / "your-org" / "torch-template.git"), cwd=root)  # fmt: skip
-    config = root / "cookiecutter.yaml"
-    config.write_text(
-        f"cookiecutters_dir: {root / 'cookiecutters'}\nreplay_dir: {root / 'replay'}\n"
-        f"abbreviations:\n  gh: file://{root}/{{0}}.git\n",
-        encoding="utf-8",
-    )
-    return config
-
-
-def bake_the_readme_way(config: Path, output: Path, *options: str) -> Path:
-    """`cookiecutter gh:<org>/torch-template`, as the README says, with no questions."""
-    output.mkdir(parents=True, exist_ok=True)
-    run(tool("cookiecutter"), "--no-input", "--config-file", str(config), *options,
-        "gh:your-org/torch-template", "--output-dir", str(output), cwd=output.parent)  # fmt: skip
-    return output / "my-torch-project"
-
-
-def cruft_state(project: Path) -> dict[str, Any]:
-    state: dict[str, Any] = json.loads((project / ".cruft.json").read_text(encoding="utf-8"))
-    return state
 
 
 @pytest.fixture
@@ -211,6 +154,9 @@ def test_a_project_from_the_oldest_updatable_commit_updates_to_this_checkout(
     if run("git", "cat-file", "-e", f"{OLDEST_UPDATABLE}^{{commit}}", cwd=history,
            check=False).returncode != 0:  # fmt: skip
         pytest.skip("needs the template's git history (a full clone)")
+    # On `main` whatever this checkout's HEAD is (a worktree's branch, CI's detached merge commit):
+    # the update below asks for `main`.
+    run("git", "switch", "-q", "-C", "main", cwd=history)
     run("git", "rm", "-rq", ".", cwd=history)
     shutil.copytree(TEMPLATE_ROOT, history, ignore=NOT_TEMPLATE, dirs_exist_ok=True)
     commit(history, "this checkout's working tree")
@@ -229,12 +175,6 @@ def test_a_project_from_the_oldest_updatable_commit_updates_to_this_checkout(
     assert (project / "scripts" / "template_update.py").is_file()  # a file added since arrived
     context = cruft_state(project)["context"]["cookiecutter"]
     assert context["_template_version"] == template_version(TEMPLATE_ROOT)
-
-
-def template_version(template: Path) -> str:
-    context = json.loads((template / "cookiecutter.json").read_text(encoding="utf-8"))
-    version: str = context["_template_version"]
-    return version
 
 
 def test_the_changelog_names_the_version_that_bakes_record() -> None:

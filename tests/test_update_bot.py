@@ -21,7 +21,7 @@ import yaml
 
 from tests.baking import bake
 from tests.git_identity import GIT_IDENTITY
-from tests.test_update import (
+from tests.helpers import (
     README,
     RUN_LOG,
     bake_the_readme_way,
