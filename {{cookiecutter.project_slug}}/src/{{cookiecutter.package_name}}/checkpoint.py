@@ -81,6 +81,7 @@ class Checkpointer:
         describe: Callable[[], dict[str, Any]],
         before_save: Callable[[], None],
         enabled: bool,
+        publish: Callable[[Path], None] = lambda path: None,
     ) -> None:
         self.run = run
         self.parts = parts
@@ -88,6 +89,7 @@ class Checkpointer:
         self.describe = describe
         self.before_save = before_save  # e.g. flush metrics.jsonl, so it covers every saved step
         self.enabled = enabled
+        self.publish = publish  # a remote run folder uploads each file once it is complete
 
     def save(self, *, last: bool, best: bool, epoch: int) -> None:
         """Write `last.pt` and/or `best.pt`, both from one snapshot of the parts."""
@@ -102,6 +104,7 @@ class Checkpointer:
         state.update(self.describe())
         for path in paths:
             save_checkpoint(state, path)
+            self.publish(path)
 
     def load(self, path: Path) -> dict[str, Any]:
         """Restore every part from `path`; returns all it holds (the described entries too)."""

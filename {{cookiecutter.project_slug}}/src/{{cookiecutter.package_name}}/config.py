@@ -123,6 +123,12 @@ class Config:
     name: str = "default"
     seed: int = 0
     output_dir: str = ""  # the run folder itself; a new run into one holding a run is refused
+    # Where runs without output_dir get their <name>/<UTC time> folders. Either may be a URL
+    # (s3://bucket/prefix, gs://..., az://...): see storage.py and docs "Remote storage".
+    runs_root: str = "outputs"
+    # A run whose output_dir is remote waits this long at its end for the last uploads, then
+    # exits 1 naming the local folder and the command that uploads it later.
+    upload_wait_seconds: float = 120.0
     # "": a new run. "auto": continue from last.pt (output_dir's, or the latest run of `name`
     # without output_dir), or start a new run if there is none. A path: that checkpoint.
     resume: str = ""
@@ -153,6 +159,7 @@ NON_NEGATIVE = (
     "train.early_stop_patience",
     "train.early_stop_min_delta",
     "train.time_limit_minutes",
+    "upload_wait_seconds",
 )
 
 
@@ -246,8 +253,10 @@ def example(expected: Any) -> str:
 
 
 def dotted_value(config: Config, key: str) -> Any:
-    section, name = key.split(".")
-    return getattr(getattr(config, section), name)
+    value: Any = config
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
 
 
 def check_values(config: Config) -> None:

@@ -28,7 +28,7 @@ from .trainer import autocast_dtype_for, evaluate_model
 
 
 def evaluate_checkpoint(
-    checkpoint: Path, split: Split, overrides: Sequence[str] = ()
+    checkpoint: str | Path, split: Split, overrides: Sequence[str] = ()
 ) -> dict[str, float]:
     """`<split>_loss` and `<split>_accuracy` of the checkpoint's model on one split."""
     trained = load_trained_model(checkpoint, overrides)
@@ -46,7 +46,11 @@ def evaluate_checkpoint(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Evaluate a checkpoint on one split.")
-    parser.add_argument("--checkpoint", type=Path, required=True, help="e.g. .../best.pt")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="e.g. .../best.pt, or s3://bucket/run/checkpoints/best.pt",
+    )
     parser.add_argument("--split", choices=["val", "test"], default="val")
     parser.add_argument("--output", type=Path, help="also write the metrics to this JSON file")
     parser.add_argument("overrides", nargs="*", metavar="key=value")

@@ -109,7 +109,7 @@ FORMATS: dict[str, tuple[Write, Run]] = {
 }
 
 
-def export(checkpoint: Path, format_name: str, output: Path) -> float:
+def export(checkpoint: str | Path, format_name: str, output: Path) -> float:
     """Write `output`, check it against the eager model; returns the largest difference."""
     if output.suffix != SUFFIX[format_name]:
         raise ConfigError(
@@ -140,7 +140,11 @@ def export(checkpoint: Path, format_name: str, output: Path) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Export a checkpoint's model for serving.")
-    parser.add_argument("--checkpoint", type=Path, required=True, help="e.g. .../best.pt")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="e.g. .../best.pt, or s3://bucket/run/checkpoints/best.pt",
+    )
     parser.add_argument("--format", choices=list(FORMATS), required=True)
     parser.add_argument("--output", type=Path, required=True, help="the file to write")
     arguments = parser.parse_args(argv)

@@ -17,6 +17,7 @@ from .config import Config, build_config
 from .data import Preprocessing, preprocessing_for
 from .errors import CheckpointDamagedError, ConfigError
 from .models import build_model
+from .storage import fetch_checkpoint
 
 
 @dataclass(frozen=True)
@@ -26,9 +27,11 @@ class TrainedModel:
     preprocessing: Preprocessing
 
 
-def load_trained_model(path: Path, overrides: Sequence[str] = ()) -> TrainedModel:
+def load_trained_model(location: str | Path, overrides: Sequence[str] = ()) -> TrainedModel:
     """Rebuild the model from a training checkpoint (last.pt, best.pt) or an exported weights
-    file; `overrides` (key=value) change the saved config, e.g. data.root=/elsewhere."""
+    file, a local path or a URL (s3://...); `overrides` (key=value) change the saved config,
+    e.g. data.root=/elsewhere."""
+    path = fetch_checkpoint(str(location))
     state = load_checkpoint(path)
     if not {"model", "config"} <= set(state):
         raise CheckpointDamagedError(

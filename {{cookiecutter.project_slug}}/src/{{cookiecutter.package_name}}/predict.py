@@ -120,7 +120,11 @@ def predict(model: nn.Module, inputs: torch.Tensor) -> tuple[torch.Tensor, torch
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Predict the class of images.")
-    parser.add_argument("--checkpoint", type=Path, required=True, help="e.g. .../best.pt")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="e.g. .../best.pt, or s3://bucket/run/checkpoints/best.pt",
+    )
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="images or arrays")
     arguments = parser.parse_args(argv)
 

@@ -23,7 +23,8 @@ from typing import Any
 
 from .atomic_files import write_atomically, write_text
 from .errors import ConfigError, RunUnreadableError, run_command
-from .run_files import MANIFEST, REPORT, RunFiles, runs_below
+from .run_files import CONFIG, MANIFEST, METRICS, REPORT, RunFiles, runs_below
+from .storage import fetch_tree, is_remote, sync
 from .tracking import flatten
 
 # Keys that differ between any two runs without making them different experiments.
@@ -54,6 +55,10 @@ class Run:
     def final(self) -> dict[str, float]:
         """The last evaluation (with its epoch's training loss so far)."""
         return self.evaluations[-1] if self.evaluations else {}
+
+
+def is_record(relative: str) -> bool:
+    return relative.rsplit("/", 1)[-1] in (MANIFEST, CONFIG, METRICS)
 
 
 def find_runs(paths: Sequence[Path]) -> list[RunFiles]:
@@ -226,13 +231,20 @@ def write_report(paths: Sequence[Path], out: Path) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Tables and plots comparing training runs.")
-    parser.add_argument("folders", nargs="+", type=Path, help="run or sweep folders")
+    parser.add_argument("folders", nargs="+", help="run or sweep folders (paths or URLs)")
     parser.add_argument("--out", type=Path, help="default: the first folder's report/")
     arguments = parser.parse_args(argv)
 
     def report() -> None:
-        out = arguments.out or arguments.folders[0] / REPORT
-        print(f"wrote {write_report(arguments.folders, out)}")
+        # A remote folder is read from a local copy of its runs' records (never checkpoints).
+        copies = [fetch_tree(folder, is_record) for folder in arguments.folders]
+        out = arguments.out or copies[0] / REPORT
+        print(f"wrote {write_report(copies, out)}")
+        first = arguments.folders[0]
+        if arguments.out is None and is_remote(first):
+            destination = f"{first.rstrip('/')}/{REPORT}"
+            sync(str(out), destination)
+            print(f"uploaded the report to {destination}")
 
     return run_command("report", report)
 

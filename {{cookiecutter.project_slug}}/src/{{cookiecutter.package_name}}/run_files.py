@@ -130,6 +130,22 @@ class RunFiles:
         return [float(record["loss"]) for record in self.read_metrics() if "loss" in record]
 
 
+@dataclass(frozen=True)
+class RunFolder:
+    """The folder a run was given (run_folder.py chooses it), and where it starts from."""
+
+    path: Path  # where the run writes: the run folder, or the staging copy of a remote one
+    resume: Path | None  # the checkpoint to continue from; None starts a new run
+    created: bool = False  # made for this run (it is removed again if the run never wrote)
+    note: str | None = None  # what the run should say about this choice, if anything
+    uri: str | None = None  # the remote folder (storage.py) `path` is uploaded to, if any
+
+    @property
+    def location(self) -> str:
+        """Where the run lives, as the user named it: the URL, or the local folder."""
+        return self.uri or str(self.path)
+
+
 def run_of_checkpoint(checkpoint: Path) -> RunFiles | None:
     """The run whose `checkpoints/` folder holds `checkpoint`, or None for a file elsewhere."""
     run = RunFiles(checkpoint.parent.parent)

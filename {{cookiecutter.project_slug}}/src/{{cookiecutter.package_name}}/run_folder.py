@@ -13,23 +13,15 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 from .config import Config
 from .distributed import DistributedContext, share_from_main
 from .errors import ConfigError, ProjectError, storage_error
-from .run_files import RunFiles, resumable_runs, run_of_checkpoint
-
-RUNS_ROOT = Path("outputs")
-
-
-@dataclass(frozen=True)
-class RunFolder:
-    path: Path
-    resume: Path | None  # the checkpoint to continue from; None starts a new run
-    created: bool = False  # made for this run (it is removed again if the run never wrote)
-    note: str | None = None  # what the run should say about this choice, if anything
+from .remote_runs import latest_remote_run, new_remote_run, remote_folder
+from .run_files import RunFiles, RunFolder, resumable_runs, run_of_checkpoint
+from .storage import fetch_checkpoint, is_remote, local_path, open_remote
 
 
 def agree_on_run_folder(config: Config, context: DistributedContext) -> RunFolder:
@@ -52,9 +44,15 @@ def agree_on_run_folder(config: Config, context: DistributedContext) -> RunFolde
 def choose_run_folder(config: Config) -> RunFolder:
     """The folder and checkpoint this run uses; a new folder is created here, so that two runs
     started in the same second cannot both take it. Called by the main process only."""
+    if is_remote(config.output_dir):
+        return remote_folder(config, config.output_dir)
     if config.output_dir:
-        return explicit_folder(config, Path(config.output_dir))
-    runs = RUNS_ROOT / config.name
+        return explicit_folder(config, local_path(config.output_dir))
+    if is_remote(config.runs_root):
+        return in_remote_root(config, config.runs_root)
+    if is_remote(config.resume):
+        return from_remote_checkpoint(config, config.resume)
+    runs = local_path(config.runs_root) / config.name
     if config.resume == "auto":
         latest = latest_resumable_run(runs)
         if latest is not None:
@@ -73,6 +71,32 @@ def choose_run_folder(config: Config) -> RunFolder:
             return RunFolder(run.root, checkpoint)
         return RunFolder(new_run_folder(runs), checkpoint, created=True)
     return RunFolder(new_run_folder(runs), None, created=True)
+
+
+def in_remote_root(config: Config, root: str) -> RunFolder:
+    """No output_dir, a remote runs_root: the latest run of this name (resume=auto) or a new one."""
+    latest = latest_remote_run(root, config.name) if config.resume == "auto" else None
+    if latest is not None:
+        return remote_folder(config, latest)
+    chosen = remote_folder(replace(config, resume=""), new_remote_run(root, config.name))
+    if config.resume == "auto":
+        note = f"resume=auto: no run in {root}/{config.name} has a checkpoint yet; a new run"
+        return replace(chosen, note=note)
+    return chosen
+
+
+def from_remote_checkpoint(config: Config, checkpoint: str) -> RunFolder:
+    """resume=<URL>: continue in that remote run when the URL is its last.pt, else a new local
+    run from the downloaded file."""
+    layout = RunFiles(Path())
+    folder, _, name = checkpoint.rstrip("/").rpartition("/")
+    run_url, _, checkpoints = folder.rpartition("/")
+    is_last = (checkpoints, name) == (layout.checkpoints.name, layout.last.name)
+    if is_last and open_remote(run_url).exists(layout.manifest.as_posix()):
+        return remote_folder(config, run_url)
+    downloaded = fetch_checkpoint(checkpoint)
+    runs = local_path(config.runs_root) / config.name
+    return RunFolder(new_run_folder(runs), downloaded, created=True)
 
 
 def explicit_folder(config: Config, folder: Path) -> RunFolder:

@@ -6,6 +6,7 @@ where it came from. Only the main process writes; on the others every call is a 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -25,17 +26,27 @@ class RunLog:
     """The run's one reporting object: `steps`, `evaluation`, `message` and `finish`."""
 
     def __init__(
-        self, config: Config, context: DistributedContext, state: TrainState, steps_per_epoch: int
+        self,
+        config: Config,
+        files: RunFiles,
+        context: DistributedContext,
+        state: TrainState,
+        steps_per_epoch: int,
+        publish: Callable[[Path], None] = lambda path: None,
     ) -> None:
         self.enabled = context.is_main
         self.state = state  # the run's position, read for every record
-        self.files = RunFiles(Path(config.output_dir))
+        self.files = files  # the run folder (or the local staging copy of a remote one)
+        self.publish = publish  # uploads a complete file when the run folder is remote
         self.config = config
         self.console = Console(
             state, config.train.epochs, steps_per_epoch, config.train.grad_accum_steps,
             config.train.batch_size * config.train.grad_accum_steps,
         )  # fmt: skip
-        self.manifest = Manifest(self.files, seed=config.seed, world_size=context.world_size)
+        self.manifest = Manifest(
+            self.files, seed=config.seed, world_size=context.world_size,
+            output_uri=config.output_dir,
+        )  # fmt: skip
         self.tracker: Tracker = NoTracker()
         self.sinks: list[Sink] = []  # opened by `start`
         self.started = False  # run.json written: from here on it tells how the run ended
@@ -51,6 +62,8 @@ class RunLog:
         self.manifest.values["tracker_run_id"] = self.tracker.run_id
         save_config(self.config, self.files.config)
         self.manifest.write()
+        self.publish(self.files.config)
+        self.publish(self.files.manifest)
         self.started = True
         if resumed_from is not None:
             keep_records_up_to(self.files, self.state.step)
@@ -85,11 +98,14 @@ class RunLog:
     def flush(self) -> None:
         for sink in self.sinks:
             sink.flush()
+        if self.sinks:
+            self.publish(self.files.metrics)
 
     def finish(self, status: str, **details: Any) -> None:
         """run.json's last word: completed, stopped_early, interrupted, time_limit or failed."""
         if self.enabled:
             self.manifest.finish(status, step=self.state.step, **details)
+            self.publish(self.files.manifest)
 
     def __enter__(self) -> RunLog:
         return self
@@ -110,3 +126,5 @@ class RunLog:
         finally:
             for sink in self.sinks:
                 sink.close()
+            if self.sinks:
+                self.publish(self.files.metrics)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import posixpath
 import re
 import shlex
 import shutil
@@ -30,6 +31,7 @@ from .atomic_files import write_text
 from .config import Config
 from .errors import ConfigError, run_command
 from .run_files import RunFiles
+from .storage import join_location, local_side, remote_status
 from .train import load_training_config
 
 FINISHED = ("completed", "stopped_early")  # run.json statuses a re-run leaves alone
@@ -41,8 +43,8 @@ class SweepRun:
     name: str  # the folder under the output root
     overrides: tuple[str, ...]  # key=value, seed included
 
-    def folder(self, root: Path) -> Path:
-        return root / self.name
+    def folder(self, root: str) -> str:
+        return join_location(root, self.name)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -100,13 +102,13 @@ def check_every_run(config_path: Path, base: Sequence[str], runs: Sequence[Sweep
     return config
 
 
-def status_of(folder: Path) -> str | None:
+def status_of(folder: str) -> str | None:
     """run.json's status, or None before a run has written one."""
-    return RunFiles(folder).status()
+    return remote_status(folder)
 
 
 def train_command(
-    config_path: Path, base: Sequence[str], sweep_run: SweepRun, root: Path
+    config_path: Path, base: Sequence[str], sweep_run: SweepRun, root: str
 ) -> list[str]:
     folder = sweep_run.folder(root)
     return [
@@ -116,21 +118,23 @@ def train_command(
 
 
 def train_locally(
-    config_path: Path, base: Sequence[str], runs: Sequence[SweepRun], root: Path, jobs: int
+    config_path: Path, base: Sequence[str], runs: Sequence[SweepRun], root: str, jobs: int
 ) -> int:
     """Train the unfinished runs, `jobs` at a time; returns how many failed."""
     threads = max(1, (os.cpu_count() or 1) // jobs)  # N runs at once share the cores
     environment = {**os.environ, "OMP_NUM_THREADS": str(threads)}
 
     def train_one(sweep_run: SweepRun) -> bool:
-        files = RunFiles(sweep_run.folder(root))
+        folder = sweep_run.folder(root)
+        # The run's console output: beside it, or in a local folder when the run is remote.
+        files = RunFiles(local_side(folder, "sweep-logs"))
         files.root.mkdir(parents=True, exist_ok=True)
         with files.train_log.open("a", encoding="utf-8") as log:
             result = subprocess.run(
                 train_command(config_path, base, sweep_run, root),
                 stdout=log, stderr=subprocess.STDOUT, env=environment, check=False,
             )  # fmt: skip
-        ended = files.status() or "failed"
+        ended = status_of(folder) or "failed"
         print(f"{sweep_run.name}: {ended} (exit {result.returncode}; log: {files.train_log})")
         return result.returncode == 0
 
@@ -140,7 +144,7 @@ def train_locally(
 
 
 def slurm_script(
-    config_path: Path, base: Sequence[str], runs: Sequence[SweepRun], root: Path
+    config_path: Path, base: Sequence[str], runs: Sequence[SweepRun], root: str
 ) -> str:
     """A job array: task i trains runs[i] through scripts/slurm_train.sbatch (requeue, resume)."""
     arguments = [[*base, *run.overrides, f"output_dir={run.folder(root)}"] for run in runs]
@@ -151,7 +155,7 @@ def slurm_script(
 # A sweep of {len(runs)} runs as a SLURM job array, written by `python -m {__package__}.sweep`.
 # Each task is one run, trained by scripts/slurm_train.sbatch (SIGTERM before the time limit,
 # requeue, resume=auto). Adjust the resources to your cluster.
-#SBATCH --job-name={root.name}
+#SBATCH --job-name={posixpath.basename(root.rstrip("/"))}
 #SBATCH --array=0-{len(runs) - 1}
 #SBATCH --nodes=1
 #SBATCH --ntasks-per-node=1
@@ -160,7 +164,7 @@ def slurm_script(
 #SBATCH --time=04:00:00
 #SBATCH --signal=TERM@120
 #SBATCH --requeue
-#SBATCH --output={root}/slurm-%A_%a.log
+#SBATCH --output={local_side(root, "sweep-logs")}/slurm-%A_%a.log
 set -euo pipefail
 case "$SLURM_ARRAY_TASK_ID" in
 {cases}
@@ -170,13 +174,13 @@ exec bash scripts/slurm_train.sbatch {shlex.quote(str(config_path))} {ALL_OVERRI
 """
 
 
-def submit(script: str, root: Path) -> None:
+def submit(script: str, root: str) -> None:
     sbatch = shutil.which("sbatch")
     if sbatch is None:
         raise ConfigError(
             "--slurm: sbatch not found; run on the cluster's login node, or add --dry-run"
         )
-    path = root / "sweep.sbatch"
+    path = local_side(root, "sweep-logs") / "sweep.sbatch"
     write_text(path, script)
     subprocess.run([sbatch, str(path)], check=True)
 
@@ -186,7 +190,7 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", type=Path, required=True, help="e.g. configs/default.yaml")
     parser.add_argument("--seeds", default="0", help="comma-separated, e.g. 0,1,2")
     parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2")
-    parser.add_argument("--output-root", type=Path, help="default: outputs/<name>/sweep")
+    parser.add_argument("--output-root", help="default: <runs_root>/<name>/sweep (a path or URL)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time on this machine")
     parser.add_argument("--slurm", action="store_true", help="submit a SLURM job array")
     parser.add_argument("--dry-run", action="store_true", help="with --slurm: print the script")
@@ -206,7 +210,7 @@ def sweep(arguments: argparse.Namespace) -> int:
             )
     runs = plan_runs(parse_grid(arguments.grid), parse_seeds(arguments.seeds))
     config = check_every_run(arguments.config, base, runs)
-    root = arguments.output_root or Path("outputs") / config.name / "sweep"
+    root = arguments.output_root or join_location(config.runs_root, config.name, "sweep")
     unfinished = [run for run in runs if status_of(run.folder(root)) not in FINISHED]
     print(
         f"sweep in {root}: {len(runs)} runs, {len(runs) - len(unfinished)} already finished",

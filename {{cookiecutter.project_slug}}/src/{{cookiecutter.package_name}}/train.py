@@ -38,10 +38,12 @@ from .errors import run_command
 from .guards import check_loss_decreased
 from .models import build_model, registered_model
 from .preemption import StopRequest, TimeBudget, preempted_at_time_limit, preempted_by_signal
+from .remote_runs import checkpoint_on_this_machine
 from .reproducibility import configure_determinism, seed_everything
 from .run_files import RunFiles
 from .run_folder import agree_on_run_folder, removed_if_left_empty
 from .run_log import RunLog
+from .storage import uploads_for
 from .trainer import build_trainer
 from .training_state import Cadence, Stop, TrainState, early_stop_reason, finished_already, why_stop
 
@@ -87,11 +89,13 @@ def train(config: Config, context: DistributedContext, stop: StopRequest) -> dic
     trainer = build_trainer(config, model, device, context, total_steps=cadence.last_step)
     state = TrainState()
     folder = agree_on_run_folder(config, context)  # refuses to mix two runs in one folder
-    config, resume_from = dataclasses.replace(config, output_dir=str(folder.path)), folder.resume
-    log = RunLog(config, context, state, steps_per_epoch)
+    config = dataclasses.replace(config, output_dir=folder.location)  # a URL stays a URL
+    resume_from, files = checkpoint_on_this_machine(folder), RunFiles(folder.path)
+    uploads = uploads_for(folder.path, folder.uri, uploads_here=context.is_main)
+    log = RunLog(config, files, context, state, steps_per_epoch, publish=uploads.publish)
     # Everything a resume restores, in one registry that save and load both read.
     checkpointer = Checkpointer(
-        RunFiles(folder.path),
+        files,
         {
             "model": model, "optimizer": trainer.optimizer, "scheduler": trainer.scheduler,
             "scaler": trainer.scaler, "rng": GlobalRng(), "train_state": state,
@@ -103,11 +107,13 @@ def train(config: Config, context: DistributedContext, stop: StopRequest) -> dic
         },
         before_save=log.flush,  # metrics.jsonl then holds every step the checkpoint has
         enabled=context.is_main,
+        publish=uploads.publish,
     )  # fmt: skip
     started, validation, stopping = time.perf_counter(), {}, None
     # On an exception, run.json says failed, interrupted or time_limit; a folder made for this
     # run that it never wrote to is removed.
-    with removed_if_left_empty(folder), log:
+    # A remote run waits for its last uploads at the end (and says what is not uploaded).
+    with removed_if_left_empty(folder), uploads.finished(config.upload_wait_seconds), log:
         tracker_run_id = None
         if resume_from is not None:
             tracker_run_id = checkpointer.load(resume_from).get("tracker_run_id")
@@ -147,7 +153,7 @@ def train(config: Config, context: DistributedContext, stop: StopRequest) -> dic
                 checkpointer.save(last=save_last, best=best, epoch=epoch)
             if stopping is not None:
                 break
-        raise_if_stopped_from_outside(stopping, stop, config)
+        raise_if_stopped_from_outside(stopping, stop, config, files)
         check_loss_decreased(config, state.epoch_means())
 
         elapsed, means = time.perf_counter() - started, state.epoch_means()
@@ -179,9 +185,13 @@ def batches_per_step(
             yield epoch, batches
 
 
-def raise_if_stopped_from_outside(stopping: Stop | None, stop: StopRequest, config: Config) -> None:
+def raise_if_stopped_from_outside(
+    stopping: Stop | None, stop: StopRequest, config: Config, files: RunFiles
+) -> None:
     """A signal or the time limit ends the run with an error that sets the exit code."""
-    checkpoint = str(RunFiles(Path(config.output_dir)).last)  # saved just before
+    checkpoint = str(files.last)  # saved just before
+    if config.output_dir != str(files.root):  # a remote run: its URL, where it is uploaded
+        checkpoint = f"{config.output_dir.rstrip('/')}/{files.last.relative_to(files.root)}"
     if stopping is Stop.SIGNAL:
         # A rank that only heard of the stop from another rank has no signal number of its own.
         raise preempted_by_signal(stop.signal_number or signal.SIGTERM, checkpoint)

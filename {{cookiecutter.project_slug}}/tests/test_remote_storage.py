@@ -1,0 +1,249 @@
+"""Run folders on S3, for real: a moto S3 server on 127.0.0.1 (what s3fs's own tests use), real
+s3fs and botocore. A run killed on one machine resumes exactly on another with an empty cache;
+evaluate, report, tag_run and sync read remote runs; a store that goes down mid-run loses
+nothing; bad locations stop with one line before anything is written."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import step_losses
+from {{ cookiecutter.package_name }} import evaluate, report, storage
+from {{ cookiecutter.package_name }}.config import load_config
+from {{ cookiecutter.package_name }}.run_files import RunFiles
+from {{ cookiecutter.package_name }}.train import main as train
+from {{ cookiecutter.package_name }}.train import run
+
+moto_server = pytest.importorskip("moto.server")
+s3fs = pytest.importorskip("s3fs")
+
+PACKAGE = "{{ cookiecutter.package_name }}"
+# Long enough to be killed mid-run, short enough for a test: 6 epochs of 8 steps.
+RUN = ("data.num_train=512", "data.num_val=128", "train.epochs=6", "train.log_every=4")
+LAYOUT = RunFiles(Path())
+SECRET = "not-a-real-secret-key"
+
+
+class S3Server:
+    """moto's S3 server on a free loopback port; stop() and start() keep its buckets."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.server: Any = None
+
+    def start(self) -> None:
+        self.server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=self.port)
+        self.server.start()
+        self.port = self.server.get_host_and_port()[1]
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3Server]:
+    """The store, and the variables every AWS library reads (no credentials in any file)."""
+    server = S3Server()
+    server.start()
+    saved = dict(os.environ)
+    os.environ.update(
+        AWS_ENDPOINT_URL=server.endpoint, AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY=SECRET, AWS_DEFAULT_REGION="us-east-1",
+    )  # fmt: skip
+    yield server
+    server.stop()
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def new_bucket(s3: S3Server) -> str:
+    name = f"runs-{uuid.uuid4().hex[:8]}"
+    s3fs.S3FileSystem(skip_instance_cache=True).mkdir(name)
+    return name
+
+
+def remote_files(url: str) -> dict[str, bytes]:
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False)
+    root = url.removeprefix("s3://")
+    return {path.removeprefix(root + "/"): fs.cat_file(path) for path in fs.find(root)}
+
+
+def wait_for(condition: Any, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def train_command(smoke_config: Path, *overrides: str) -> list[str]:
+    return [sys.executable, "-m", f"{PACKAGE}.train", "--config", str(smoke_config), *overrides]
+
+
+@pytest.fixture(scope="module")
+def killed_and_resumed(
+    s3: S3Server, smoke_config: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, Path, Path]:
+    """A run on S3 SIGKILLed after its first uploaded checkpoint on "machine A", resumed with
+    resume=auto on "machine B" (another, empty cache); and the same run straight, locally."""
+    scratch = tmp_path_factory.mktemp("remote")
+    url = f"s3://{new_bucket(s3)}/smoke/run-1"
+    machine_a = {**os.environ, "XDG_CACHE_HOME": str(scratch / "cache-a")}
+    killed = subprocess.Popen(
+        train_command(smoke_config, f"output_dir={url}", *RUN), env=machine_a,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    wait_for(lambda: LAYOUT.last.as_posix() in remote_files(url) or killed.poll() is not None)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert killed.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert json.loads(remote_files(url)[LAYOUT.manifest.as_posix()])["status"] == "running"
+    os.environ["XDG_CACHE_HOME"] = str(scratch / "cache-b")  # machine B: nothing cached
+    try:
+        run(load_config(smoke_config, [f"output_dir={url}", "resume=auto", *RUN]))
+    finally:
+        del os.environ["XDG_CACHE_HOME"]
+    straight = scratch / "straight"
+    run(load_config(smoke_config, [f"output_dir={straight}", *RUN]))
+    return url, straight, scratch
+
+
+def test_a_run_killed_on_one_machine_resumes_exactly_on_another(
+    killed_and_resumed: tuple[str, Path, Path], tmp_path: Path
+) -> None:
+    url, straight, scratch = killed_and_resumed
+    files = remote_files(url)
+    for name, data in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+    assert step_losses(tmp_path) == step_losses(straight)  # bitwise, as a local resume is
+    manifest = json.loads(files[LAYOUT.manifest.as_posix()])
+    assert manifest["status"] == "completed"
+    assert manifest["output_uri"] == url
+    assert manifest["resumed_from"]
+    assert not any(SECRET.encode() in data for data in files.values())  # no credentials
+    assert not storage.staging_folder(url).exists()  # uploaded, then the staging copy went
+    assert not (scratch / "cache-b" / PACKAGE / "runs").exists() or not any(
+        (scratch / "cache-b" / PACKAGE / "runs").iterdir()
+    )
+
+
+def test_evaluate_report_and_sync_read_a_remote_run(
+    killed_and_resumed: tuple[str, Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, straight, _ = killed_and_resumed
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    best = f"{url}/{LAYOUT.best.as_posix()}"
+    assert evaluate.main(["--checkpoint", best]) == 0
+    remote_metrics = json.loads(capsys.readouterr().out)
+    local_metrics = evaluate.evaluate_checkpoint(RunFiles(straight).best, "val")
+    assert remote_metrics == local_metrics
+
+    assert report.main([url]) == 0
+    assert "uploaded the report" in capsys.readouterr().out
+    assert "report/report.md" in remote_files(url)
+
+    copy = tmp_path / "copy"
+    assert storage.main(["sync", url, str(copy)]) == 0
+    assert sorted(p.relative_to(copy).as_posix() for p in copy.rglob("*") if p.is_file()) == sorted(
+        remote_files(url)
+    )
+    capsys.readouterr()
+    assert storage.main(["sync", url, str(copy)]) == 0  # again: nothing to copy
+    assert "0 copied" in capsys.readouterr().out
+
+
+def test_a_store_that_goes_down_mid_run_loses_nothing(
+    s3: S3Server, smoke_config: Path, tmp_path: Path
+) -> None:
+    url = f"s3://{new_bucket(s3)}/run"
+    environment = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    command = train_command(smoke_config, f"output_dir={url}", *RUN, "upload_wait_seconds=2")
+    running = subprocess.Popen(
+        command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    wait_for(lambda: LAYOUT.last.as_posix() in remote_files(url) or running.poll() is not None)
+    s3.stop()  # mid-run: training goes on, the uploads wait and retry
+    try:
+        out, err = running.communicate(timeout=120)
+    finally:
+        s3.start()  # the same port, the same buckets
+    assert running.returncode == 1, err
+    assert f"uploads to {url} are failing" in out
+    staging = storage.staging_folder(url).relative_to(Path.home() / ".cache").as_posix()
+    (line,) = err.strip().splitlines()
+    assert line.startswith("training failed: ")
+    assert f"are not on {url} yet" in line
+    staging_path = tmp_path / "cache" / staging
+    assert f"{PACKAGE}.storage sync {staging_path} {url}`" in line
+    assert RunFiles(staging_path).read_manifest()["status"] == "completed"  # trained to the end
+    assert storage.main(["sync", str(staging_path), url]) == 0
+    uploaded = remote_files(url)
+    for path in staging_path.rglob("*"):
+        if path.is_file():
+            assert uploaded[path.relative_to(staging_path).as_posix()] == path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("location", "message", "code"),
+    [
+        ("output_dir=nosuch://bucket/run", "unknown protocol nosuch://", 2),
+        ("output_dir=gs://bucket/run", "gs:// needs the gcsfs package; uv sync --extra gcs", 2),
+        ("output_dir=s3://no-such-bucket-here/run", "create the bucket first", 2),
+        ("output_dir=s3://key:secret@bucket/run", "credentials do not belong in a URL", 2),
+        ("resume=s3://BUCKET/none/checkpoints/last.pt", "checkpoint s3://BUCKET/none/", 1),
+    ],
+)
+def test_bad_remote_locations_are_one_line_and_write_nothing(
+    s3: S3Server,
+    smoke_config: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    location: str,
+    message: str,
+    code: int,
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    bucket = new_bucket(s3)
+    location, message = location.replace("BUCKET", bucket), message.replace("BUCKET", bucket)
+    assert train(["--config", str(smoke_config), location]) == code
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert message in line
+    assert sorted(path.name for path in tmp_path.iterdir()) == []  # no outputs/, no cache
+
+
+def test_missing_credentials_are_one_line(
+    s3: S3Server,
+    smoke_config: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = f"s3://{new_bucket(s3)}/run"
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    assert train(["--config", str(smoke_config), f"output_dir={url}"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" in line
