@@ -218,7 +218,10 @@ def run_benchmark(
     env = {**torch_install_env(scratch), **install_env, "PYTHONDONTWRITEBYTECODE": ""}
     session.install("--group", "test", env=env)
     project = bake(session, scratch / "reference")
-    session.install(str(project), "lightning>=2.4", "matplotlib>=3.8", env=env)
+    # moto's S3 server and s3fs: the remote run folder's step time (tests/benchmark_storage.py).
+    session.install(
+        f"{project}[s3]", "lightning>=2.4", "matplotlib>=3.8", "moto[server]>=5.0", env=env
+    )
     session.run("python", "-m", "tests.benchmark", str(project), str(output_dir), *options, env=env)
     shutil.rmtree(scratch)
 

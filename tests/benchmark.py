@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from tests import benchmark_data
+from tests import benchmark_data, benchmark_storage
 from tests.baking import TEMPLATE_ROOT, package_name
 from tests.benchmark_loops import LOOPS, WIDTH
 from tests.benchmark_stats import WINDOW, paired, per_step_seconds, summary
@@ -48,18 +48,20 @@ class Setting:
     green_runs: int
     green_command: tuple[str, ...]  # run in a fresh bake: its whole `nox`
     data: benchmark_data.Scale
+    storage: benchmark_storage.Scale
 
 
 FULL = Setting(
     steps=STEPS, rounds=15, runs=5, green_runs=3,
     green_command=("nox", "--non-interactive"), data=benchmark_data.FULL,
+    storage=benchmark_storage.FULL,
 )  # fmt: skip
 # Two runs of each command: the second is where runs that share state collide (a smoke run
 # refused because its output folder already holds a run). `nox --list` reads the baked noxfile
 # without the minutes of its sessions.
 TINY = Setting(
     steps={8: 4 * WINDOW}, rounds=1, runs=2, green_runs=1, green_command=("nox", "--list"),
-    data=benchmark_data.TINY,
+    data=benchmark_data.TINY, storage=benchmark_storage.TINY,
 )  # fmt: skip
 
 
@@ -202,6 +204,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["", "## Training loops", "", method(results["rounds"]), ""]
     lines += loops_table(results["loops"])
     lines += ["", "![throughput by batch size](throughput.png)", ""]
+    lines += benchmark_storage.markdown(results["storage"])
     lines += ["Input pipelines over an image folder: [data loading](data.md).", ""]
     return "\n".join(lines)
 
@@ -234,6 +237,7 @@ def main(project: Path, output_dir: Path, setting: Setting = FULL) -> None:
         smoke = [sys.executable, "-m", f"{package}.train", "--config", "configs/smoke.yaml"]
         results["smoke_cli"] = wall([[*smoke, f"output_dir={scratch}/{n}"] for n in runs], project)
     results["loops"] = measure_loops(package, setting.steps, setting.rounds)
+    results["storage"] = benchmark_storage.main(project, package, setting.storage)
     benchmark_data.main(project, output_dir, setting.data)
     partial = output_dir / "results-partial.json"  # the loops survive a failing bake -> green
     write_json(results, partial)

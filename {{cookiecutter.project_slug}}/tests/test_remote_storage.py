@@ -6,6 +6,7 @@ nothing; bad locations stop with one line before anything is written."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from helpers import step_losses
-from {{ cookiecutter.package_name }} import evaluate, report, storage
+from {{ cookiecutter.package_name }} import evaluate, report, storage, sweep, tag_run
 from {{ cookiecutter.package_name }}.config import load_config
 from {{ cookiecutter.package_name }}.run_files import RunFiles
 from {{ cookiecutter.package_name }}.train import main as train
@@ -58,6 +59,7 @@ class S3Server:
 @pytest.fixture(scope="module")
 def s3() -> Iterator[S3Server]:
     """The store, and the variables every AWS library reads (no credentials in any file)."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # not a line per request
     server = S3Server()
     server.start()
     saved = dict(os.environ)
@@ -160,6 +162,10 @@ def test_evaluate_report_and_sync_read_a_remote_run(
     assert "uploaded the report" in capsys.readouterr().out
     assert "report/report.md" in remote_files(url)
 
+    manifest, _ = tag_run.read_run(url)
+    assert f"run folder: {url}" in tag_run.tag_message(url, manifest, "0" * 12)
+    assert sweep.status_of(url) == "completed"
+
     copy = tmp_path / "copy"
     assert storage.main(["sync", url, str(copy)]) == 0
     assert sorted(p.relative_to(copy).as_posix() for p in copy.rglob("*") if p.is_file()) == sorted(
@@ -199,6 +205,23 @@ def test_a_store_that_goes_down_mid_run_loses_nothing(
     for path in staging_path.rglob("*"):
         if path.is_file():
             assert uploaded[path.relative_to(staging_path).as_posix()] == path.read_bytes()
+
+
+def test_a_sweep_into_a_bucket_keeps_its_runs_there_and_its_logs_here(
+    s3: S3Server,
+    smoke_config: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root = f"s3://{new_bucket(s3)}/sweep"
+    arguments = ["--config", str(smoke_config), "--seeds", "0,1", "--output-root", root]
+    assert sweep.main([*arguments, "--slurm", "--dry-run"]) == 0
+    script = capsys.readouterr().out
+    assert f"output_dir={root}/seed-0" in script
+    assert f"output_dir={root}/seed-1" in script
+    assert f"#SBATCH --output={storage.local_side(root, 'sweep-logs')}/slurm-" in script
 
 
 @pytest.mark.parametrize(
