@@ -56,6 +56,36 @@ def remove_unselected_paths(project: Path) -> None:
                 path.unlink()
 
 
+# --- ci_platform (issue #29): keep only the chosen platform's files ------------------------------
+# Each platform's CI, issue and merge request templates, dependency bot config and scripts; the
+# files both platforms share (labels.yml, scripts/training_request.py, ...) stay in either bake.
+PATHS_FOR_PLATFORM = {
+    "github": [".github"],
+    "gitlab": [
+        ".gitlab-ci.yml",
+        ".gitlab",
+        "scripts/gitlab_api.py",
+        "scripts/merge_request_training.py",
+        "tests/test_gitlab_automation.py",
+    ],
+}
+
+
+def remove_other_platforms_paths(project: Path) -> None:
+    for platform, paths in PATHS_FOR_PLATFORM.items():
+        if platform == ANSWERS.get("ci_platform", "github"):
+            continue
+        for relative in paths:
+            path = project / relative
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+
+
+# --- end ci_platform -----------------------------------------------------------------------------
+
+
 def check_pyproject_parses(project: Path) -> bool:
     """Guard the one file where answers land in a quoted string: a broken pyproject breaks pip."""
     try:
@@ -189,6 +219,7 @@ def link_to_template(project: Path) -> None:
 def main() -> int:
     project = Path.cwd()
     remove_unselected_paths(project)
+    remove_other_platforms_paths(project)
     if not check_pyproject_parses(project):
         return 1
     # cookiecutter's front end records the output folder; cruft's create/update do not.
