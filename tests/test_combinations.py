@@ -10,6 +10,7 @@ import yaml
 
 from tests.baking import bake, leftover_template_syntax, package_name, parse_answer, text_files
 from tests.combinations import CHECK_COMBINATIONS, SMOKE_COMBINATIONS
+from tests.gitlab_platform import GITLAB_FILES
 from tests.test_bake import DEFAULT_FILES, generated_files
 
 OPTION_FILES = {
@@ -28,6 +29,8 @@ def expected_files(answers: dict[str, str | bool], project: Path) -> set[str]:
             files -= paths
     if answers.get("include_notebooks") is True:
         files.add(NOTEBOOK)
+    if answers.get("ci_platform") == "gitlab":
+        files = {name for name in files if not name.startswith(".github/")} | GITLAB_FILES
     return files
 
 
