@@ -1,6 +1,6 @@
 """Render LABELS.md from labels.yml: `python scripts/render_labels.py` (or `--check`).
 
-labels.yml is the one list of labels; CI syncs it to GitHub or GitLab, whichever hosts the project.
+labels.yml is the one list of labels; CI syncs it to GitHub or GitLab, wherever the project lives.
 """
 
 from __future__ import annotations
