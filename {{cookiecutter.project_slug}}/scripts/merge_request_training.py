@@ -37,7 +37,9 @@ from training_request import (
 )
 
 # A line of three backticks and `training`, up to the next line of three backticks.
-TRAINING_BLOCK = re.compile(r"^```training[ \t]*\n(?P<body>.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
+TRAINING_BLOCK = re.compile(
+    r"^```training[ \t]*\n(?P<body>.*?)^```[ \t]*$", flags=re.MULTILINE | re.DOTALL
+)
 BLOCK_KEYS = ("config", "overrides")
 DESCRIPTION_LIMIT = 2700  # GitLab cuts CI_MERGE_REQUEST_DESCRIPTION to this many characters
 
@@ -124,7 +126,8 @@ def main(argv: Sequence[str] | None = None, environment: Mapping[str, str] = os.
         lines, accepted = request_lines(environment, Path.cwd())
         print("\n".join(lines))
         if not accepted:
-            print(f"training request refused: {lines[-1].removeprefix('PROBLEM=')}", file=sys.stderr)
+            problem = lines[-1].removeprefix("PROBLEM=")
+            print(f"training request refused: {problem}", file=sys.stderr)
             return 1
         print(f"training request: --config {lines[0].removeprefix('CONFIG=')}", file=sys.stderr)
         return 0

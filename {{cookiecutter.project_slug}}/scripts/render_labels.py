@@ -21,8 +21,8 @@ def render(labels: list[dict[str, str]]) -> str:
     lines = [
         "# Labels",
         "",
-        "Generated from `labels.yml` by `python scripts/render_labels.py`; edit that file, not this",
-        f"one. Labels are `category:key`; CI syncs them to {PLATFORM} on every push to main.",
+        "Generated from `labels.yml` by `python scripts/render_labels.py`; edit that file,",
+        f"not this one. Labels are `category:key`; CI syncs them to {PLATFORM}.",
         "",
         "| label | colour | meaning |",
         "| --- | --- | --- |",

@@ -25,10 +25,9 @@ from {{ cookiecutter.package_name }}.config import load_config
 
 
 @pytest.fixture
-def scripts(project_root: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def scripts(project_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """scripts/ on sys.path, as `python scripts/<name>.py` has it."""
     monkeypatch.syspath_prepend(str(project_root / "scripts"))
-    yield
 
 
 @pytest.fixture
@@ -54,9 +53,7 @@ def test_a_request_reaches_the_trainer_as_checked_arguments(
         "```training\nconfig: configs/smoke.yaml\n"
         "overrides: train.epochs=2 optim.lr=3e-4\noverrides: seed=1\n```\n"
     )
-    lines, accepted = training.request_lines(
-        {"CI_MERGE_REQUEST_DESCRIPTION": body}, project_root
-    )
+    lines, accepted = training.request_lines({"CI_MERGE_REQUEST_DESCRIPTION": body}, project_root)
     assert accepted
     assert lines == [
         "CONFIG=configs/smoke.yaml",
@@ -173,11 +170,11 @@ class FakeGitLab(BaseHTTPRequestHandler):
         elif self.path.startswith("/api/v4/projects/42/merge_requests?"):
             self.answer(200, self.merge_requests)
         elif self.command == "POST" and self.path == "/api/v4/projects/42/merge_requests":
-            self.answer(201, {"iid": 9, **payload})
+            self.answer(201, {"iid": 9, **(payload or {})})
         else:
             self.answer(201 if self.command == "POST" else 200, payload or {})
 
-    do_GET = do_POST = do_PUT = handle_call
+    do_GET = do_POST = do_PUT = handle_call  # noqa: N815 (http.server's names)
 
     def log_message(self, *_: object) -> None:  # keep pytest's output clean
         pass
