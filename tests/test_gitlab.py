@@ -29,11 +29,14 @@ UNSET = {"CI_COMMIT_BRANCH": "", "CI_COMMIT_TAG": "", "CI_OPEN_MERGE_REQUESTS": 
 
 
 def push(branch: str, **variables: str) -> dict[str, str]:
+    protected = "true" if branch == "main" else "false"
     return {**UNSET, "CI_PIPELINE_SOURCE": "push", "CI_COMMIT_BRANCH": branch,
-            "CI_COMMIT_REF_PROTECTED": "true" if branch == "main" else "false", **variables}  # fmt: skip
+            "CI_COMMIT_REF_PROTECTED": protected, **variables}  # fmt: skip
 
 
-def merge_request(labels: str, protected: bool = True, source_project: str = PROJECT_ID) -> dict[str, str]:
+def merge_request(
+    labels: str, protected: bool = True, source_project: str = PROJECT_ID
+) -> dict[str, str]:
     return {
         **UNSET,
         "CI_PIPELINE_SOURCE": "merge_request_event",
@@ -57,13 +60,17 @@ SCENARIOS: dict[str, tuple[dict[str, str], set[str]]] = {
     "release tag": (push("", CI_COMMIT_TAG="v1.2.3"), {"image:build"}),
     "experiment tag": (push("", CI_COMMIT_TAG="exp/default-20261130-1a2b3c4d"), set()),
     "merge request": (merge_request("type:feature"), CPU_JOBS),
-    "merge request labelled gpu:required": (merge_request("gpu:required"), CPU_JOBS | {"gpu:smoke"}),
+    "merge request labelled gpu:required": (
+        merge_request("gpu:required"), CPU_JOBS | {"gpu:smoke"}
+    ),
     "merge request labelled for training": (
         merge_request(BOTH_LABELS), CPU_JOBS | {"gpu:smoke"} | TRAINING_JOBS
     ),
     "merge request with only task:training": (merge_request("task:training"), CPU_JOBS),
     # A label is no pass: the source branch must be protected too (and the runner is).
-    "training labels from an unprotected branch": (merge_request(BOTH_LABELS, protected=False), CPU_JOBS),
+    "training labels from an unprotected branch": (
+        merge_request(BOTH_LABELS, protected=False), CPU_JOBS
+    ),
     # A fork's merge request pipeline, even one a maintainer runs in this project: GitLab never
     # marks it protected, and the rules refuse it by its source project alone.
     "training labels on a fork's merge request": (
@@ -74,7 +81,9 @@ SCENARIOS: dict[str, tuple[dict[str, str], set[str]]] = {
         TEMPLATE_UPDATE_JOBS,
     ),
     "schedule with no task": ({**push("main"), "CI_PIPELINE_SOURCE": "schedule"}, set()),
-    "maintainer's run on main": ({**push("main"), "CI_PIPELINE_SOURCE": "web"}, CPU_JOBS | {"gpu:smoke"}),
+    "maintainer's run on main": (
+        {**push("main"), "CI_PIPELINE_SOURCE": "web"}, CPU_JOBS | {"gpu:smoke"}
+    ),
     "maintainer's run with an empty task": (
         {**push("main"), "CI_PIPELINE_SOURCE": "web", "PIPELINE_TASK": ""}, CPU_JOBS | {"gpu:smoke"}
     ),
@@ -131,7 +140,9 @@ def test_labels_sync_runs_when_labels_yml_changes_on_main(
     subprocess.run(["git", "-C", str(clone), "remote", "set-head", "origin", "main"], check=True)
     with (clone / "labels.yml").open("a", encoding="utf-8") as labels:
         labels.write('- name: "area:data"\n  color: "000000"\n  description: "Data"\n')
-    subprocess.run(["git", "-C", str(clone), "commit", "--quiet", "-am", "chore: label"], check=True)
+    subprocess.run(
+        ["git", "-C", str(clone), "commit", "--quiet", "-am", "chore: label"], check=True
+    )
     assert "labels:sync" in pipeline_jobs(gitlab_ci_local, clone, push("main"))
     assert "labels:sync" not in pipeline_jobs(gitlab_ci_local, project, push("main"))
 
