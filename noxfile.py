@@ -26,6 +26,8 @@ from tests.combinations import (  # noqa: E402
     CHECK_COMBINATIONS,
     FULL_SUITE,
     SMOKE_COMBINATIONS,
+    SMOKE_TESTS,
+    TRACKING_TESTS,
     as_answers,
 )
 from tests.git_identity import GIT_IDENTITY  # noqa: E402
@@ -93,10 +95,10 @@ def smoke(session: nox.Session, combination: str) -> None:
         # lint and typecheck (pre-commit, mypy included) already ran on this row in the
         # combinations session; here what only an install of the row shows.
         session.run("nox", "--non-interactive", "-s", "lock", "smoke", env=env)
-        # Only these tests read the tracking backend: every other one trains configs/smoke.yaml,
+        # Only these tests read what the row changes: every other one trains configs/smoke.yaml,
         # whose backend is `none`, and would repeat the default row to the bit.
-        tracking_tests = ["tests/test_tracking.py", "tests/test_config.py"]
-        session.run("nox", "--non-interactive", "-s", "tests", "--", *tracking_tests, env=env)
+        row_tests = SMOKE_TESTS.get(combination, TRACKING_TESTS)
+        session.run("nox", "--non-interactive", "-s", "tests", "--", *row_tests, env=env)
     shutil.rmtree(scratch)
 
 

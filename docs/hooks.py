@@ -1,4 +1,4 @@
-"""MkDocs hook: render the label table from the generated project's own `.github/labels.yml`.
+"""MkDocs hook: render the label table from the generated project's own `labels.yml`.
 
 The labels page holds the marker `<!-- labels-table -->`; the table is built at docs build time,
 so the documentation can never disagree with the file the labels workflow syncs.
@@ -11,9 +11,7 @@ from typing import Any
 
 import yaml
 
-LABELS = (
-    Path(__file__).resolve().parents[1] / "{{cookiecutter.project_slug}}" / ".github/labels.yml"
-)
+LABELS = Path(__file__).resolve().parents[1] / "{{cookiecutter.project_slug}}" / "labels.yml"
 MARKER = "<!-- labels-table -->"
 
 

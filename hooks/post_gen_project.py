@@ -53,6 +53,36 @@ def remove_unselected_paths(project: Path, answers: Mapping[str, object]) -> Non
                 path.unlink()
 
 
+# --- ci_platform (issue #29): keep only the chosen platform's files ------------------------------
+# Each platform's CI, issue and merge request templates, dependency bot config and scripts; the
+# files both platforms share (labels.yml, scripts/training_request.py, ...) stay in either bake.
+PATHS_FOR_PLATFORM = {
+    "github": [".github", "scripts/apply_branch_rules.sh", "scripts/gpu_access.py"],
+    "gitlab": [
+        ".gitlab-ci.yml",
+        ".gitlab",
+        "scripts/gitlab_api.py",
+        "scripts/merge_request_training.py",
+        "tests/test_gitlab_automation.py",
+    ],
+}
+
+
+def remove_other_platforms_paths(project: Path, answers: Mapping[str, object]) -> None:
+    for platform, paths in PATHS_FOR_PLATFORM.items():
+        if platform == answers.get("ci_platform", "github"):
+            continue
+        for relative in paths:
+            path = project / relative
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+
+
+# --- end ci_platform -----------------------------------------------------------------------------
+
+
 def check_pyproject_parses(project: Path) -> bool:
     """Guard the one file where answers land in a quoted string: a broken pyproject breaks pip."""
     try:
@@ -185,6 +215,7 @@ def link_to_template(project: Path, answers: Mapping[str, object]) -> None:
 
 def main(project: Path, answers: Mapping[str, object]) -> int:
     remove_unselected_paths(project, answers)
+    remove_other_platforms_paths(project, answers)
     if not check_pyproject_parses(project):
         return 1
     # cookiecutter's front end records the output folder; cruft's create/update do not.

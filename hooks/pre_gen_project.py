@@ -20,6 +20,7 @@ CHOICES = {
     "license": ("MIT", "BSD-3-Clause", "Apache-2.0", "Proprietary"),
     "dataset": ("synthetic", "mnist"),
     "tracking": ("none", "tensorboard", "wandb", "mlflow"),
+    "ci_platform": ("github", "gitlab"),
 }
 YES_NO_FIELDS = ("docker", "gpu_ci", "include_notebooks")
 FREE_TEXT_FIELDS = ("project_name", "description", "author_name")

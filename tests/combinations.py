@@ -49,6 +49,11 @@ CHECK_COMBINATIONS: dict[str, dict[str, str]] = {
     "notebooks-python-3.13-no-docker": {
         "include_notebooks": "yes", "python_version": "3.13", "docker": "no"
     },
+    # GitLab instead of GitHub, with the options that change its pipeline.
+    "gitlab": {"ci_platform": "gitlab"},
+    "gitlab-no-docker": {"ci_platform": "gitlab", "docker": "no"},
+    "gitlab-no-gpu-ci": {"ci_platform": "gitlab", "gpu_ci": "no"},
+    "gitlab-tracking-mlflow": {"ci_platform": "gitlab", "tracking": "mlflow"},
     # Odd but valid text: must stay text in TOML, YAML, Markdown and never reach a shell.
     "odd-text": {"description": ODD_TEXT, "author_name": ODD_TEXT},
     "unicode-name": {"project_name": "Ünïcödé Café — Vision 2"},
@@ -184,6 +189,13 @@ SMOKE_COMBINATIONS = {
     "tensorboard": "tracking-tensorboard",
     "wandb": "tracking-wandb",
     "mlflow": "tracking-mlflow",
+    "gitlab": "gitlab",
+}
+# The tests a smoke row runs besides lock and smoke-train (the default row runs them all): those
+# that read what the row changes. Tracking rows: the backend; the GitLab row: its bot scripts.
+TRACKING_TESTS = ["tests/test_tracking.py", "tests/test_config.py"]
+SMOKE_TESTS = {
+    "gitlab": ["tests/test_gitlab_automation.py", "tests/test_workflow_scripts.py"],
 }
 
 

@@ -245,7 +245,7 @@ def test_shell_scripts_pass_shellcheck(project: Path) -> None:
 
 def test_labels_md_is_in_sync_with_labels_yml(project: Path) -> None:
     run(sys.executable, "scripts/render_labels.py", "--check", cwd=project)
-    labels = (project / ".github/labels.yml").read_text(encoding="utf-8")
+    labels = (project / "labels.yml").read_text(encoding="utf-8")
     for required in ("task:training", "gpu:required", "env:gpu", "priority:high", "type:bug"):
         assert f'"{required}"' in labels
 

@@ -1,4 +1,7 @@
-"""Render LABELS.md from .github/labels.yml: `python scripts/render_labels.py` (or `--check`)."""
+"""Render LABELS.md from labels.yml: `python scripts/render_labels.py` (or `--check`).
+
+labels.yml is the one list of labels; CI syncs it to GitHub or GitLab, wherever the project lives.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE = ROOT / ".github" / "labels.yml"
+SOURCE = ROOT / "labels.yml"
+PLATFORM = "{{ 'GitLab' if cookiecutter.ci_platform == 'gitlab' else 'GitHub' }}"
 TARGET = ROOT / "LABELS.md"
 
 
@@ -17,8 +21,8 @@ def render(labels: list[dict[str, str]]) -> str:
     lines = [
         "# Labels",
         "",
-        "Generated from `.github/labels.yml` by `python scripts/render_labels.py`; edit that file,",
-        "not this one. Labels are `category:key`; the labels workflow syncs them to GitHub.",
+        "Generated from `labels.yml` by `python scripts/render_labels.py`; edit that file,",
+        f"not this one. Labels are `category:key`; CI syncs them to {PLATFORM}.",
         "",
         "| label | colour | meaning |",
         "| --- | --- | --- |",

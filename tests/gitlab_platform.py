@@ -1,0 +1,90 @@
+"""What a `ci_platform=gitlab` bake holds, and a real GitLab CI interpreter to ask which jobs a
+pipeline would run: gitlab-ci-local (npm), installed on first use by `install_gitlab_ci_local`.
+
+gitlab-ci-local 4.56 is the last line that runs on Node 20; newer releases need Node 22. It
+evaluates each job's `rules:` (`--list-json` prints `when: never` for a job left out), but not
+`workflow:rules`, so `pipeline_jobs` evaluates those with gitlab-ci-local's own rule evaluator
+(`Utils.getRulesResult`, the function behind every job's rules) through node.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+
+GITLAB_CI_LOCAL_VERSION = "4.56.2"
+# The files a gitlab bake has instead of .github/ (scripts/training_request.py and labels.yml
+# are in both).
+GITLAB_FILES = {
+    ".gitlab-ci.yml",
+    ".gitlab/issue_templates/Bug.md",
+    ".gitlab/issue_templates/Training.md",
+    ".gitlab/merge_request_templates/Default.md",
+    ".gitlab/merge_request_templates/Training.md",
+    ".gitlab/renovate.json",
+    ".gitlab/requirements-template-update.txt",
+    ".gitlab/requirements.txt",
+    "scripts/gitlab_api.py",
+    "scripts/merge_request_training.py",
+    "tests/test_gitlab_automation.py",
+}
+WORKFLOW_RULES = """
+const [utils, rules, variables] = process.argv.slice(1);
+const { Utils } = await import(utils);
+const options = { rules: JSON.parse(rules), variables: JSON.parse(variables), cwd: ".",
+                  argv: { evaluateRuleChanges: false } };
+console.log(Utils.getRulesResult(options, null, "always").when);
+"""
+
+
+def install_folder() -> Path:
+    """Where gitlab-ci-local is installed: $GITLAB_CI_LOCAL_HOME, or a per-version cache folder."""
+    if os.environ.get("GITLAB_CI_LOCAL_HOME"):
+        return Path(os.environ["GITLAB_CI_LOCAL_HOME"])
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "torch-template" / f"gitlab-ci-local-{GITLAB_CI_LOCAL_VERSION}"
+
+
+def install_gitlab_ci_local() -> Path | None:
+    """The folder holding node_modules/gitlab-ci-local, installed with npm if it is not there
+    yet; None when this machine has no npm (the caller skips, saying so)."""
+    folder = install_folder()
+    package = folder / "node_modules" / "gitlab-ci-local" / "package.json"
+    if package.is_file() and json.loads(package.read_text())["version"] == GITLAB_CI_LOCAL_VERSION:
+        return folder
+    npm = shutil.which("npm")
+    if npm is None:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [npm, "install", "--prefix", str(folder), "--no-audit", "--no-fund", "--no-save",
+         f"gitlab-ci-local@{GITLAB_CI_LOCAL_VERSION}"],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return folder
+
+
+def pipeline_jobs(installed: Path, project: Path, variables: dict[str, str]) -> set[str]:
+    """The jobs a pipeline with these predefined variables would run; empty when workflow:rules
+    create no pipeline at all."""
+    config = yaml.safe_load((project / ".gitlab-ci.yml").read_text(encoding="utf-8"))
+    utils = installed / "node_modules" / "gitlab-ci-local" / "src" / "utils.js"
+    workflow = subprocess.run(
+        ["node", "--input-type=module", "-e", WORKFLOW_RULES, utils.as_uri(),
+         json.dumps(config["workflow"]["rules"]), json.dumps(variables)],
+        capture_output=True, text=True, check=True, cwd=project,
+    ).stdout.strip()  # fmt: skip
+    if workflow == "never":
+        return set()
+    assert workflow == "always", f"workflow:rules gave {workflow!r}"
+    command = [str(installed / "node_modules" / ".bin" / "gitlab-ci-local"), "--list-json"]
+    for name, value in variables.items():
+        command += ["--variable", f"{name}={value}"]
+    listed = subprocess.run(command, capture_output=True, text=True, check=False, cwd=project)
+    assert listed.returncode == 0, listed.stderr
+    return {job["name"] for job in json.loads(listed.stdout) if job["when"] != "never"}
