@@ -63,6 +63,23 @@ CHECK_COMBINATIONS: dict[str, dict[str, str]] = {
 
 # The default bake's files, exactly (its package is my_torch_project); a stray or missing file
 # fails the bake tests.
+# The files a gitlab bake has instead of .github/ (scripts/training_request.py and labels.yml
+# are in both).
+GITLAB_FILES = {
+    ".gitlab-ci.yml",
+    ".gitlab/issue_templates/Bug.md",
+    ".gitlab/issue_templates/Training.md",
+    ".gitlab/merge_request_templates/Default.md",
+    ".gitlab/merge_request_templates/Training.md",
+    ".gitlab/renovate.json",
+    ".gitlab/requirements-template-update.txt",
+    ".gitlab/requirements.txt",
+    "scripts/gitlab_api.py",
+    "scripts/merge_request_training.py",
+    "tests/test_gitlab_automation.py",
+}
+# In a GitHub bake only (besides .github/): scripts of GitHub's GPU workflows and rulesets.
+GITHUB_ONLY_FILES = {"scripts/apply_branch_rules.sh", "scripts/gpu_access.py"}
 DEFAULT_FILES = {
     ".cruft.json",
     ".dockerignore",
@@ -70,7 +87,6 @@ DEFAULT_FILES = {
     ".github/ISSUE_TEMPLATE/config.yml",
     ".github/ISSUE_TEMPLATE/training.yml",
     ".github/dependabot.yml",
-    ".github/labels.yml",
     ".github/pull_request_template.md",
     ".github/requirements-template-update.in",
     ".github/requirements-template-update.txt",
@@ -95,6 +111,7 @@ DEFAULT_FILES = {
     "configs/default.yaml",
     "configs/imagefolder.yaml",
     "configs/smoke.yaml",
+    "labels.yml",
     "noxfile.py",
     "pyproject.toml",
     "scripts/apply_branch_rules.sh",
@@ -217,4 +234,7 @@ def expected_files(answers: dict[str, Answer], package: str = DEFAULT_PACKAGE) -
             files |= paths
         elif answers.get(option) is False:
             files -= paths
+    if answers.get("ci_platform") == "gitlab":
+        files = {name for name in files if name not in GITHUB_ONLY_FILES}
+        files = {name for name in files if not name.startswith(".github/")} | GITLAB_FILES
     return files

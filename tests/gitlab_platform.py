@@ -18,21 +18,6 @@ from pathlib import Path
 import yaml
 
 GITLAB_CI_LOCAL_VERSION = "4.56.2"
-# The files a gitlab bake has instead of .github/ (scripts/training_request.py and labels.yml
-# are in both).
-GITLAB_FILES = {
-    ".gitlab-ci.yml",
-    ".gitlab/issue_templates/Bug.md",
-    ".gitlab/issue_templates/Training.md",
-    ".gitlab/merge_request_templates/Default.md",
-    ".gitlab/merge_request_templates/Training.md",
-    ".gitlab/renovate.json",
-    ".gitlab/requirements-template-update.txt",
-    ".gitlab/requirements.txt",
-    "scripts/gitlab_api.py",
-    "scripts/merge_request_training.py",
-    "tests/test_gitlab_automation.py",
-}
 WORKFLOW_RULES = """
 const [utils, rules, variables] = process.argv.slice(1);
 const { Utils } = await import(utils);

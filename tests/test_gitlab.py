@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from tests.baking import TEMPLATE_ROOT, Answer, bake
-from tests.gitlab_platform import GITLAB_FILES, install_gitlab_ci_local, pipeline_jobs
+from tests.combinations import GITLAB_FILES
+from tests.gitlab_platform import install_gitlab_ci_local, pipeline_jobs
 
 PROJECT_ID = "1217"  # gitlab-ci-local's CI_PROJECT_ID
 CPU_JOBS = {"lock", "lint", "typecheck", "tests: [3.11]", "tests: [3.12]", "tests: [3.13]"}
@@ -103,7 +104,7 @@ def gitlab_ci_local() -> Path:
 
 def bake_gitlab(folder: Path, **answers: Answer) -> Path:
     """A gitlab bake whose main is also origin/main, as in a clone: rules:changes compare to it."""
-    from tests.conftest import set_git_identity
+    from tests.helpers import set_git_identity
 
     with pytest.MonkeyPatch.context() as patch:
         set_git_identity(patch)
