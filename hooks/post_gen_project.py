@@ -41,19 +41,24 @@ def note(message: str) -> None:
     print(f"torch-template: {message}")
 
 
+def unselected_paths(answers: Mapping[str, object]) -> list[str]:
+    """What this bake leaves out: the files of each option answered no, and the other CI
+    platform's files."""
+    platform = answers.get("ci_platform", "github")
+    options = [paths for option, paths in PATHS_FOR_OPTION.items() if answers.get(option) is not True]
+    platforms = [paths for name, paths in PATHS_FOR_PLATFORM.items() if name != platform]
+    return [path for paths in [*options, *platforms] for path in paths]
+
+
 def remove_unselected_paths(project: Path, answers: Mapping[str, object]) -> None:
-    for option, paths in PATHS_FOR_OPTION.items():
-        if answers.get(option) is True:
-            continue
-        for relative in paths:
-            path = project / relative
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
+    for relative in unselected_paths(answers):
+        path = project / relative
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
 
 
-# --- ci_platform (issue #29): keep only the chosen platform's files ------------------------------
 # Each platform's CI, issue and merge request templates, dependency bot config and scripts; the
 # files both platforms share (labels.yml, scripts/training_request.py, ...) stay in either bake.
 PATHS_FOR_PLATFORM = {
@@ -66,21 +71,6 @@ PATHS_FOR_PLATFORM = {
         "tests/test_gitlab_automation.py",
     ],
 }
-
-
-def remove_other_platforms_paths(project: Path, answers: Mapping[str, object]) -> None:
-    for platform, paths in PATHS_FOR_PLATFORM.items():
-        if platform == answers.get("ci_platform", "github"):
-            continue
-        for relative in paths:
-            path = project / relative
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-
-
-# --- end ci_platform -----------------------------------------------------------------------------
 
 
 def check_pyproject_parses(project: Path) -> bool:
@@ -215,7 +205,6 @@ def link_to_template(project: Path, answers: Mapping[str, object]) -> None:
 
 def main(project: Path, answers: Mapping[str, object]) -> int:
     remove_unselected_paths(project, answers)
-    remove_other_platforms_paths(project, answers)
     if not check_pyproject_parses(project):
         return 1
     # cookiecutter's front end records the output folder; cruft's create/update do not.
