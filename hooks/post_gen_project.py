@@ -45,7 +45,8 @@ def unselected_paths(answers: Mapping[str, object]) -> list[str]:
     """What this bake leaves out: the files of each option answered no, and the other CI
     platform's files."""
     platform = answers.get("ci_platform", "github")
-    options = [paths for option, paths in PATHS_FOR_OPTION.items() if answers.get(option) is not True]
+    chosen = {option for option in PATHS_FOR_OPTION if answers.get(option) is True}
+    options = [paths for option, paths in PATHS_FOR_OPTION.items() if option not in chosen]
     platforms = [paths for name, paths in PATHS_FOR_PLATFORM.items() if name != platform]
     return [path for paths in [*options, *platforms] for path in paths]
 
