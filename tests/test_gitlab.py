@@ -229,9 +229,11 @@ def test_tool_pins_agree_between_platforms() -> None:
     """Dependabot (GitHub) and Renovate (GitLab) bump their own copy; both must pin the same."""
 
     def pins(path: Path) -> dict[str, str]:
+        """name -> version of `uv pip compile --generate-hashes` output (hash lines left out)."""
         lines = path.read_text(encoding="utf-8").splitlines()
-        return dict(line.split("#")[0].strip().split("==") for line in lines
-                    if line.strip() and not line.startswith("#"))  # fmt: skip
+        requirements = [line.split(";")[0].split("\\")[0].strip() for line in lines
+                        if line.strip() and not line.startswith(("#", " "))]  # fmt: skip
+        return dict(requirement.split("==") for requirement in requirements)
 
     slug = TEMPLATE_ROOT / "{{cookiecutter.project_slug}}"
     for name in ("requirements.txt", "requirements-template-update.txt"):
