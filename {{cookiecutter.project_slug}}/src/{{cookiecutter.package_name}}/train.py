@@ -42,6 +42,7 @@ from .reproducibility import configure_determinism, seed_everything
 from .run_files import RunFiles
 from .run_folder import agree_on_run_folder, removed_if_left_empty
 from .run_log import RunLog
+from .telemetry import Telemetry
 from .trainer import build_trainer
 from .training_state import Cadence, Stop, TrainState, early_stop_reason, finished_already, why_stop
 
@@ -88,7 +89,8 @@ def train(config: Config, context: DistributedContext, stop: StopRequest) -> dic
     state = TrainState()
     folder = agree_on_run_folder(config, context)  # refuses to mix two runs in one folder
     config, resume_from = dataclasses.replace(config, output_dir=str(folder.path)), folder.resume
-    log = RunLog(config, context, state, steps_per_epoch)
+    telemetry = Telemetry(device, context.world_size)  # throughput, data wait, memory, GPU use
+    log = RunLog(config, context, state, steps_per_epoch, telemetry)
     # Everything a resume restores, in one registry that save and load both read.
     checkpointer = Checkpointer(
         RunFiles(folder.path),
@@ -121,7 +123,8 @@ def train(config: Config, context: DistributedContext, stop: StopRequest) -> dic
         log.start(resume_from, tracker_run_id)
         if trainer.autocast_dtype is None and config.train.amp != "off":
             log.message(f"train.amp={config.train.amp} ignored: mixed precision needs CUDA")
-        for epoch, batches in batches_per_step(train_loader, train_sampler, state, config.train):
+        steps = batches_per_step(train_loader, train_sampler, state, config.train)
+        for epoch, batches in telemetry.timed(steps):
             state.advance(len(batches))
             end_of_epoch = state.batches_done == len(train_loader)
             sync = cadence.syncs(state.step, end_of_epoch)
