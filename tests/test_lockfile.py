@@ -1,5 +1,5 @@
 """A commit pins the whole environment: the first `scripts/setup_dev.sh` of a fresh bake makes
-uv.lock and asks for it to be committed; a second clone's setup then installs exactly the same
+uv.lock (and the smoke baseline) and asks for them to be committed; a second clone's setup then installs exactly the same
 packages from it (--locked), its runs record the lock's hash, and `nox -s lock` (CI) fails once
 pyproject.toml and uv.lock disagree.
 
@@ -47,15 +47,15 @@ def test_a_second_clone_installs_exactly_what_the_first_setup_locked(tmp_path: P
         "PYTHONDONTWRITEBYTECODE": "",
     }
     output = run("bash", "scripts/setup_dev.sh", cwd=first, env=env)
-    assert "uv.lock is new: commit it" in output
-    assert run("git", "status", "--porcelain", cwd=first) == "?? uv.lock\n"
-    run("git", "add", "uv.lock", cwd=first)
+    assert "New: uv.lock baselines/smoke.json. Commit them" in output
+    assert run("git", "status", "--porcelain", cwd=first) == "?? baselines/\n?? uv.lock\n"
+    run("git", "add", "uv.lock", "baselines/smoke.json", cwd=first)
     run("git", "commit", "--quiet", "-m", "build: lock the environment", cwd=first, env=env)
 
     second = tmp_path / "second"
     run("git", "clone", "--quiet", str(first), str(second), cwd=tmp_path)
     output = run("bash", "scripts/setup_dev.sh", cwd=second, env=env)
-    assert "uv.lock is new" not in output
+    assert "New:" not in output
     assert run("git", "status", "--porcelain", cwd=second) == ""  # the lock, used as it is
     packages = installed(second)
     assert "torch" in packages
