@@ -130,10 +130,15 @@ def measure(package: str, rounds: int) -> dict[str, Any]:
     return {
         "seconds": {arm: {b: summary(s) for b, s in by.items()} for arm, by in seconds.items()},
         "overhead": {
-            b: paired(
-                [w / wo - 1 for w, wo in zip(seconds["with"][b], seconds["without"][b], strict=True)]
+            batch: paired(
+                [
+                    with_ / without - 1
+                    for with_, without in zip(
+                        seconds["with"][batch], seconds["without"][batch], strict=True
+                    )
+                ]
             )
-            for b in BATCH_SIZES
+            for batch in BATCH_SIZES
         },
     }
 

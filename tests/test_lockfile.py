@@ -1,7 +1,7 @@
 """A commit pins the whole environment: the first `scripts/setup_dev.sh` of a fresh bake makes
-uv.lock (and the smoke baseline) and asks for them to be committed; a second clone's setup then installs exactly the same
-packages from it (--locked), its runs record the lock's hash, and `nox -s lock` (CI) fails once
-pyproject.toml and uv.lock disagree.
+uv.lock (and the smoke baseline) and asks for them to be committed; a second clone's setup then
+installs exactly the same packages from it (--locked), its runs record the lock's hash, and
+`nox -s lock` (CI) fails once pyproject.toml and uv.lock disagree.
 
 One test, as it sets up two environments: torch comes from where tests/torch_source.py says (a
 local CPU wheel, or the PyTorch CPU index), never a CUDA build; everything else from PyPI or uv's
