@@ -82,9 +82,11 @@ def smoke(session: nox.Session, combination: str) -> None:
     session.log(f"baked into {project}; it is kept there if a check fails")
     env = torch_install_env(scratch)
     # What the project's first `bash scripts/setup_dev.sh` does, and the commit it then asks for
-    # (tests/test_lockfile.py runs the script itself): its nox sessions install from uv.lock.
+    # (tests/test_lockfile.py runs the script itself): its nox sessions install from uv.lock,
+    # and its smoke session checks training against baselines/smoke.json.
     session.run("uv", "lock", env=env)
-    session.run("git", "add", "uv.lock", external=True)
+    session.run("nox", "--non-interactive", "-s", "baseline", env=env)
+    session.run("git", "add", "uv.lock", "baselines/smoke.json", external=True)
     session.run(
         "git", "commit", "--quiet", "-m", "build: lock the environment", external=True,
         env=GIT_IDENTITY,

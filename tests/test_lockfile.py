@@ -1,7 +1,7 @@
 """A commit pins the whole environment: the first `scripts/setup_dev.sh` of a fresh bake makes
-uv.lock and asks for it to be committed; a second clone's setup then installs exactly the same
-packages from it (--locked), its runs record the lock's hash, and `nox -s lock` (CI) fails once
-pyproject.toml and uv.lock disagree.
+uv.lock (and the smoke baseline) and asks for them to be committed; a second clone's setup then
+installs exactly the same packages from it (--locked), its runs record the lock's hash, and
+`nox -s lock` (CI) fails once pyproject.toml and uv.lock disagree.
 
 One test, as it sets up two environments: torch comes from where tests/torch_source.py says (a
 local CPU wheel, or the PyTorch CPU index), never a CUDA build; everything else from PyPI or uv's
@@ -43,15 +43,15 @@ def test_a_second_clone_installs_exactly_what_the_first_setup_locked(tmp_path: P
         "PYTHONDONTWRITEBYTECODE": "",
     }
     output = stdout_of("bash", "scripts/setup_dev.sh", cwd=first, env=env)
-    assert "uv.lock is new: commit it" in output
-    assert stdout_of("git", "status", "--porcelain", cwd=first) == "?? uv.lock\n"
-    stdout_of("git", "add", "uv.lock", cwd=first)
+    assert "New: uv.lock baselines/smoke.json. Commit them" in output
+    assert stdout_of("git", "status", "--porcelain", cwd=first) == "?? baselines/\n?? uv.lock\n"
+    stdout_of("git", "add", "uv.lock", "baselines/smoke.json", cwd=first)
     stdout_of("git", "commit", "--quiet", "-m", "build: lock the environment", cwd=first, env=env)
 
     second = tmp_path / "second"
     stdout_of("git", "clone", "--quiet", str(first), str(second), cwd=tmp_path)
     output = stdout_of("bash", "scripts/setup_dev.sh", cwd=second, env=env)
-    assert "uv.lock is new" not in output
+    assert "New:" not in output
     assert stdout_of("git", "status", "--porcelain", cwd=second) == ""  # the lock, used as it is
     packages = installed(second)
     assert "torch" in packages

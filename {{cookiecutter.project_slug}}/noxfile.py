@@ -80,9 +80,22 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def smoke(session: nox.Session) -> None:
-    """Train for a few seconds on the CPU; fails unless the loss is finite and goes down.
-    Each run writes to a new folder, outputs/smoke/<UTC time>."""
-    install_locked(session, "--no-editable")
+    """Train for a few seconds on the CPU; fails unless the loss is finite and goes down, and
+    unless every step's loss matches baselines/smoke.json (baseline.py: identical in the
+    environment that made it, within a measured tolerance elsewhere; a failure draws a plot,
+    hence the plots group). Each run writes to a new folder, outputs/smoke/<UTC time>."""
+    install_locked(session, "--no-editable", "--group", "plots")
     session.run(
-        "python", "-m", f"{PACKAGE}.train", "--config", "configs/smoke.yaml", *session.posargs
-    )
+        "python", "-m", f"{PACKAGE}.baseline", "check", "--config", "configs/smoke.yaml",
+        *session.posargs,
+    )  # fmt: skip
+
+
+@nox.session(default=False)
+def baseline(session: nox.Session) -> None:
+    """Remake baselines/smoke.json after an intended change of training (then commit it)."""
+    install_locked(session, "--no-editable", "--group", "plots")
+    session.run(
+        "python", "-m", f"{PACKAGE}.baseline", "update", "--config", "configs/smoke.yaml",
+        *session.posargs,
+    )  # fmt: skip

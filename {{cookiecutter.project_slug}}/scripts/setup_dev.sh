@@ -3,7 +3,8 @@
 # Creates .venv with exactly what uv.lock pins (the project and its dev tools), adds this
 # machine's torch, then trains the smoke config once. On a machine without a GPU, run it as
 # `UV_TORCH_BACKEND=cpu bash scripts/setup_dev.sh` to get the small CPU build of torch instead
-# of the CUDA one. A fresh project has no uv.lock yet: the first run makes it, to be committed.
+# of the CUDA one. A fresh project has no uv.lock yet: the first run makes it, and the smoke
+# config's loss baseline (baselines/smoke.json, which `nox -s smoke` and CI check), to be committed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,13 +54,24 @@ else
   echo "setup_dev: not a git repository; run git init, then this script again for the hooks" >&2
 fi
 .venv/bin/python -m {{ cookiecutter.package_name }}.health_check
-.venv/bin/python -m {{ cookiecutter.package_name }}.train --config configs/smoke.yaml  # into outputs/smoke/<time>
+new_baseline=no
+if [ ! -f baselines/smoke.json ]; then
+  echo "setup_dev: no baselines/smoke.json yet; the smoke run makes it (python -m {{ cookiecutter.package_name }}.baseline)"
+  .venv/bin/python -m {{ cookiecutter.package_name }}.baseline update --config configs/smoke.yaml  # into outputs/smoke/<time>
+  new_baseline=yes
+else
+  .venv/bin/python -m {{ cookiecutter.package_name }}.train --config configs/smoke.yaml  # into outputs/smoke/<time>
+fi
 
 echo
 echo "Ready. Activate with: source .venv/bin/activate"
 echo "Then: nox (all checks), python -m {{ cookiecutter.package_name }}.train --config configs/default.yaml"
-if [ "$new_lock" = yes ]; then
+new_files=""
+[ "$new_lock" = yes ] && new_files="uv.lock"
+[ "$new_baseline" = yes ] && new_files="${new_files:+$new_files }baselines/smoke.json"
+if [ -n "$new_files" ]; then
   echo
-  echo "uv.lock is new: commit it, so that every clone, CI run and image installs the same packages:"
-  echo "  git add uv.lock && git commit -m 'build: lock the environment'"
+  echo "New: $new_files. Commit them, so that every clone, CI run and image installs the same"
+  echo "packages (uv.lock) and CI holds training to the same losses (baselines/smoke.json):"
+  echo "  git add $new_files && git commit -m 'build: lock the environment and the smoke baseline'"
 fi

@@ -107,6 +107,10 @@ class TrainConfig:
     early_stop_min_delta: float = 0.0
     # Wall-clock budget of this process: save `last.pt` and exit 124 when reached; 0: off.
     time_limit_minutes: float = 0.0
+    # Serve Prometheus metrics (step, loss, throughput, memory, GPU use) on this port while
+    # training, at http://metrics_host:PORT/metrics (torchrun: PORT + local rank); 0: off.
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"  # 0.0.0.0 serves other machines too
 
 
 @dataclass
@@ -160,6 +164,7 @@ NON_NEGATIVE = (
     "train.early_stop_min_delta",
     "train.time_limit_minutes",
     "upload_wait_seconds",
+    "train.metrics_port",
 )
 
 
@@ -266,6 +271,11 @@ def check_values(config: Config) -> None:
     for key in NON_NEGATIVE:
         if dotted_value(config, key) < 0:
             raise ConfigError(f"{key}={dotted_value(config, key)} must be 0 or more")
+    if config.train.metrics_port > 65535:
+        raise ConfigError(
+            f"train.metrics_port={config.train.metrics_port} is past 65535; use a port from 1 to "
+            "65535, e.g. train.metrics_port=9100, or 0 for no endpoint"
+        )
     if config.optim.lr <= 0:
         raise ConfigError(f"optim.lr={config.optim.lr} must be positive; e.g. optim.lr=0.001")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", config.name):

@@ -69,6 +69,11 @@ class HealthCheckError(ProjectError, RuntimeError):
     """This machine cannot train as it is; the message says what to check."""
 
 
+class BaselineMismatchError(ProjectError, RuntimeError):
+    """Training no longer gives the losses its stored baseline holds; the message says from
+    which step, and how to accept an intended change."""
+
+
 class StorageError(ProjectError, OSError):
     """A file or folder could not be written (a full disk, no permission, a path through a
     file); the message names the path. What was saved before it is intact."""

@@ -3,8 +3,9 @@
 Finds every run (a folder with run.json) below the given folders and writes DIR/report.md: a
 table of runs (the config keys that differ between them, seed, commit, status, final and best
 metrics) and a table per configuration with mean ± std over its seeds; and, with matplotlib
-installed (the dev group: scripts/setup_dev.sh), loss.png (training loss per step) and
-validation.png (validation loss and accuracy per evaluation): one line per run, the runs of one
+installed (the dev group: scripts/setup_dev.sh), loss.png (training loss per step),
+validation.png (validation loss and accuracy per evaluation) and telemetry.png (samples per
+second and peak memory at each host sync, telemetry.py): one line per run, the runs of one
 configuration in one colour with a band from the lowest to the highest seed. A run whose files
 cannot be read is named in the report and skipped. `--out` defaults to the first folder's
 `report/`.
@@ -42,6 +43,7 @@ class Run:
     manifest: dict[str, Any]
     steps: list[tuple[int, float]]  # (step, training loss)
     evaluations: list[dict[str, float]]  # step, val_loss, val_accuracy, ...
+    telemetry: list[dict[str, float]]  # the host syncs' records: step, samples_per_second, ...
 
     @property
     def best_val_loss(self) -> float:
@@ -73,13 +75,15 @@ def find_runs(paths: Sequence[Path]) -> list[RunFiles]:
 
 def read_run(files: RunFiles) -> Run:
     manifest, config = files.read_manifest(), files.read_config()
-    steps, evaluations = [], []
+    steps, evaluations, telemetry = [], [], []
     for record in files.read_metrics():
         if "loss" in record:
             steps.append((int(record["step"]), float(record["loss"])))
         if "val_loss" in record:
             evaluations.append(record)
-    return Run(files.root, flatten(config), manifest, steps, evaluations)
+        if "samples_per_second" in record:
+            telemetry.append(record)
+    return Run(files.root, flatten(config), manifest, steps, evaluations, telemetry)
 
 
 def differing_keys(runs: Sequence[Run]) -> list[str]:
@@ -142,8 +146,8 @@ def relative(folder: Path, base: Path) -> str:
         return str(folder)
 
 
-def plot(groups: dict[str, list[Run]], out: Path) -> list[str]:
-    """loss.png and validation.png; returns their names (none without matplotlib)."""
+def pyplot() -> Any:
+    """matplotlib.pyplot drawing to files, or None where matplotlib is not installed."""
     try:
         # Optional (the dev group), so the type checker may not find it.
         import matplotlib  # type: ignore[import-not-found, unused-ignore]
@@ -151,6 +155,15 @@ def plot(groups: dict[str, list[Run]], out: Path) -> list[str]:
         matplotlib.use("Agg")  # files only: no display needed
         import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
+        return None
+    return plt
+
+
+def plot(groups: dict[str, list[Run]], out: Path) -> list[str]:
+    """loss.png, validation.png and telemetry.png; returns their names (none without
+    matplotlib)."""
+    plt = pyplot()
+    if plt is None:
         return []
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     figure, axis = plt.subplots(figsize=(8, 4.5))
@@ -180,8 +193,36 @@ def plot(groups: dict[str, list[Run]], out: Path) -> list[str]:
     loss_axis.legend(fontsize="small")
     figure.tight_layout()
     save_figure(figure, out / "validation.png")
+    plot_telemetry(plt, groups, out)
     plt.close("all")
-    return ["loss.png", "validation.png"]
+    return ["loss.png", "validation.png", "telemetry.png"]
+
+
+def plot_telemetry(plt: Any, groups: dict[str, list[Run]], out: Path) -> None:
+    """telemetry.png: samples per second and peak memory at each host sync, one line a run."""
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    figure, (speed_axis, memory_axis) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for index, (name, members) in enumerate(groups.items()):
+        colour = colours[index % len(colours)]
+        for number, run in enumerate(members):
+            label = name if number == 0 else None
+            steps = [record["step"] for record in run.telemetry]
+            speed = [record["samples_per_second"] for record in run.telemetry]
+            speed_axis.plot(steps, speed, color=colour, linewidth=0.8, alpha=0.7, label=label)
+            # On CUDA the allocator's peak, which is what a bigger batch runs out of.
+            memory = [
+                record.get("cuda_peak_allocated_mib", record.get("peak_rss_mib", math.nan))
+                for record in run.telemetry
+            ]
+            memory_axis.plot(steps, memory, color=colour, linewidth=0.8, alpha=0.7)
+    speed_axis.set(xlabel="optimizer step", ylabel="samples per second", title="Throughput")
+    memory_axis.set(
+        xlabel="optimizer step", ylabel="MiB",
+        title="Peak memory (CUDA allocator; on a CPU the process)",
+    )  # fmt: skip
+    speed_axis.legend(fontsize="small")
+    figure.tight_layout()
+    save_figure(figure, out / "telemetry.png")
 
 
 def save_figure(figure: Any, path: Path) -> None:

@@ -6,6 +6,7 @@
     checkpoints/      last.pt (to resume) and best.pt (the lowest val_loss) (checkpoint.py)
     report/           what `report` writes when given this folder
     train.log         a sweep's record of each run's console output
+    baseline-check.png  what `baseline check` drew when this run differed from the baseline
 
 Every module that needs one of these paths asks a `RunFiles`; none spells a name itself, so a
 new file, or a run folder kept somewhere else, is a change here and in its one writer.
@@ -31,6 +32,7 @@ LAST = "last.pt"
 BEST = "best.pt"
 REPORT = "report"
 TRAIN_LOG = "train.log"
+BASELINE_PLOT = "baseline-check.png"
 # Any of these means a run has written here: a new run must not touch them.
 RUN_MARKERS = (MANIFEST, METRICS, CONFIG, CHECKPOINTS)
 
@@ -72,6 +74,10 @@ class RunFiles:
     @property
     def train_log(self) -> Path:
         return self.root / TRAIN_LOG
+
+    @property
+    def baseline_plot(self) -> Path:
+        return self.root / BASELINE_PLOT
 
     def holds_run(self) -> bool:
         return any((self.root / name).exists() for name in RUN_MARKERS)

@@ -15,8 +15,10 @@ from .config import Config, save_config
 from .distributed import DistributedContext
 from .errors import ProjectError
 from .manifest import Manifest
+from .prometheus import open_endpoint
 from .run_files import RunFiles
 from .sinks import Console, MetricsFile, Record, Sink, keep_records_up_to
+from .telemetry import Telemetry
 from .tracking import NoTracker, Tracker, open_tracker
 from .trainer import Synced
 from .training_state import TrainState
@@ -32,9 +34,13 @@ class RunLog:
         context: DistributedContext,
         state: TrainState,
         steps_per_epoch: int,
+        telemetry: Telemetry,
         publish: Callable[[Path], None] = lambda path: None,
     ) -> None:
         self.enabled = context.is_main
+        self.context = context
+        self.telemetry = telemetry  # its values ride on each sync's summary record
+        self.told: str | None = None  # the telemetry's note, once said
         self.state = state  # the run's position, read for every record
         self.files = files  # the run folder (or the local staging copy of a remote one)
         self.publish = publish  # uploads a complete file when the run folder is remote
@@ -55,6 +61,10 @@ class RunLog:
         """Open every sink; run.json says "running". After a resume, metrics.jsonl loses the
         steps that will be redone, and the tracker continues the run `tracker_run_id` names."""
         self.manifest.values["resumed_from"] = str(resumed_from) if resumed_from else None
+        # Every rank serves its own endpoint; opened first, as a taken port refuses the run.
+        train = self.config.train
+        endpoint = open_endpoint(train.metrics_host, train.metrics_port, self.context)
+        self.sinks = [endpoint] if endpoint is not None else []
         if not self.enabled:
             return
         # First, as it may refuse (a missing package): then nothing has been written.
@@ -70,19 +80,24 @@ class RunLog:
             state = self.state
             self.message(f"resumed from {resumed_from} at epoch {state.epoch}, step {state.step}")
         metrics = MetricsFile(self.files.metrics, append=resumed_from is not None)
-        self.sinks = [metrics, self.console, self.tracker]
+        self.sinks = [metrics, self.console, self.tracker, *self.sinks]
 
     def log(self, record: Record) -> None:
         for sink in self.sinks:
             sink.log(record)
 
     def steps(self, synced: Synced) -> None:
-        """The steps of one host sync; the last carries the gradient norm and is the summary."""
+        """The steps of one host sync; the last, the summary, carries the gradient norm and the
+        telemetry (throughput, data wait, memory) of the steps since the previous sync."""
         epoch, last = self.state.epoch, len(synced.steps) - 1
+        measured = self.telemetry.measure()
+        if self.telemetry.note != self.told:
+            self.told = self.telemetry.note
+            self.message(f"telemetry: {self.told}")
         for index, step in enumerate(synced.steps):
             values = {"lr": step.lr, "loss": step.loss}
             if index == last:
-                values["grad_norm"] = synced.grad_norm
+                values.update(grad_norm=synced.grad_norm, **measured)
             self.log(Record("step", step.step, epoch, values, summary=index == last))
 
     def evaluation(self, validation: dict[str, float]) -> None:
@@ -104,7 +119,8 @@ class RunLog:
     def finish(self, status: str, **details: Any) -> None:
         """run.json's last word: completed, stopped_early, interrupted, time_limit or failed."""
         if self.enabled:
-            self.manifest.finish(status, step=self.state.step, **details)
+            telemetry = self.telemetry.totals()
+            self.manifest.finish(status, step=self.state.step, telemetry=telemetry, **details)
             self.publish(self.files.manifest)
 
     def __enter__(self) -> RunLog:

@@ -31,7 +31,8 @@ class Record:
     kind: Literal["step", "evaluation"]
     step: int
     epoch: int
-    values: dict[str, float]  # step: lr, loss (and grad_norm at a sync); evaluation: train_loss,
+    values: dict[str, float]  # step: lr, loss (and at a sync grad_norm and telemetry.py's
+    # samples_per_second, data_wait_fraction, peak_*_mib, gpu_*); evaluation: train_loss,
     # val_loss, val_accuracy
     # An evaluation, or the step a host sync ends with: the records trackers and the console
     # take (the steps in between reach metrics.jsonl only).
@@ -128,13 +129,13 @@ class Console:
         bar = "#" * int(20 * done) + "." * (20 - int(20 * done))
         print(
             f"\repoch {record.epoch + 1}/{self.total_epochs} [{bar}] {step_in_epoch}/"
-            f"{self.steps_per_epoch}  loss {record.values['loss']:.4f}  "
-            f"{self.samples_per_second():.0f} samples/s",
+            f"{self.steps_per_epoch}  loss {record.values['loss']:.4f}  {telemetry(record)}",
             end="",
             flush=True,
         )
 
     def samples_per_second(self) -> float:
+        """Since the last printed line (the live line shows the last sync's, telemetry.py's)."""
         return self.samples / max(time.perf_counter() - self.counting_since, 1e-9)
 
     def line(self, text: str, rate: bool = False) -> None:
@@ -150,3 +151,15 @@ class Console:
 
     def close(self) -> None:
         pass
+
+
+def telemetry(record: Record) -> str:
+    """The live line's share of a sync's telemetry: throughput, data wait, peak memory."""
+    values = record.values
+    memory = values.get("cuda_peak_allocated_mib", values.get("peak_rss_mib"))
+    parts = [f"{values.get('samples_per_second', 0):.0f} samples/s"]
+    if "data_wait_fraction" in values:
+        parts.append(f"data wait {values['data_wait_fraction']:.0%}")
+    if memory is not None:
+        parts.append(f"peak {memory:.0f} MiB")
+    return "  ".join(parts)

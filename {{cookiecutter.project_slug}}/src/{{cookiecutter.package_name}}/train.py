@@ -44,6 +44,7 @@ from .run_files import RunFiles
 from .run_folder import agree_on_run_folder, removed_if_left_empty
 from .run_log import RunLog
 from .storage import uploads_for
+from .telemetry import Telemetry
 from .trainer import build_trainer
 from .training_state import Cadence, Stop, TrainState, early_stop_reason, finished_already, why_stop
 
@@ -92,7 +93,8 @@ def train(config: Config, context: DistributedContext, stop: StopRequest) -> dic
     config = dataclasses.replace(config, output_dir=folder.location)  # a URL stays a URL
     resume_from, files = checkpoint_on_this_machine(folder), RunFiles(folder.path)
     uploads = uploads_for(folder.path, folder.uri, uploads_here=context.is_main)
-    log = RunLog(config, files, context, state, steps_per_epoch, publish=uploads.publish)
+    telemetry = Telemetry(device, context.world_size)  # throughput, data wait, memory, GPU use
+    log = RunLog(config, files, context, state, steps_per_epoch, telemetry, uploads.publish)
     # Everything a resume restores, in one registry that save and load both read.
     checkpointer = Checkpointer(
         files,
@@ -127,7 +129,8 @@ def train(config: Config, context: DistributedContext, stop: StopRequest) -> dic
         log.start(resume_from, tracker_run_id)
         if trainer.autocast_dtype is None and config.train.amp != "off":
             log.message(f"train.amp={config.train.amp} ignored: mixed precision needs CUDA")
-        for epoch, batches in batches_per_step(train_loader, train_sampler, state, config.train):
+        steps = batches_per_step(train_loader, train_sampler, state, config.train)
+        for epoch, batches in telemetry.timed(steps):
             state.advance(len(batches))
             end_of_epoch = state.batches_done == len(train_loader)
             sync = cadence.syncs(state.step, end_of_epoch)
