@@ -236,7 +236,7 @@ def test_tracking_option_adds_only_its_dependency(
     project = bake(tmp_path, tracking=tracking)
     pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
     names = {entry.split(">")[0] for entry in pyproject["project"]["dependencies"]}
-    assert names - {"torch", "numpy", "pyyaml", "pillow"} == ({dependency} if dependency else set())
+    assert names - {"torch", "numpy", "pyyaml", "pillow", "safetensors"} == ({dependency} if dependency else set())
 
 
 @pytest.mark.parametrize(
