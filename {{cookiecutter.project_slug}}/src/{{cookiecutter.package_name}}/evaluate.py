@@ -46,7 +46,9 @@ def evaluate_checkpoint(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Evaluate a checkpoint on one split.")
-    parser.add_argument("--checkpoint", type=Path, required=True, help="e.g. .../best.pt")
+    parser.add_argument(
+        "--checkpoint", type=Path, required=True, help="e.g. .../best.pt or model.safetensors"
+    )
     parser.add_argument("--split", choices=["val", "test"], default="val")
     parser.add_argument("--output", type=Path, help="also write the metrics to this JSON file")
     parser.add_argument("overrides", nargs="*", metavar="key=value")

@@ -17,6 +17,7 @@ from .config import Config, build_config
 from .data import Preprocessing, preprocessing_for
 from .errors import CheckpointDamagedError, ConfigError
 from .models import build_model
+from .weights import is_safetensors, load_safetensors_checkpoint
 
 
 @dataclass(frozen=True)
@@ -28,12 +29,14 @@ class TrainedModel:
 
 def load_trained_model(path: Path, overrides: Sequence[str] = ()) -> TrainedModel:
     """Rebuild the model from a training checkpoint (last.pt, best.pt) or an exported weights
-    file; `overrides` (key=value) change the saved config, e.g. data.root=/elsewhere."""
-    state = load_checkpoint(path)
+    file (.pt or .safetensors); `overrides` (key=value) change the saved config, e.g.
+    data.root=/elsewhere."""
+    safetensors = is_safetensors(path.name)
+    state = load_safetensors_checkpoint(path) if safetensors else load_checkpoint(path)
     if not {"model", "config"} <= set(state):
         raise CheckpointDamagedError(
             f"{path} holds no model weights and config; pass a file that training (checkpoints/"
-            "last.pt or best.pt) or `export --format weights` wrote"
+            "last.pt or best.pt) or `export --format weights` or `--format safetensors` wrote"
         )
     config = build_config(state["config"], overrides)
     # Checkpoints from before preprocessing was saved: the dataset's own definition.
