@@ -123,5 +123,6 @@ def test_tracking_option_adds_only_its_dependency(
     project = baked_row(row)
     pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
     names = {entry.split(">")[0] for entry in pyproject["project"]["dependencies"]}
-    base = {"torch", "numpy", "pyyaml", "pillow", "fsspec"}
+    base = {"torch", "numpy", "pyyaml", "pillow", "fsspec", "safetensors"}
+    base |= {"prometheus-client", "nvidia-ml-py"}
     assert names - base == ({dependency} if dependency else set())

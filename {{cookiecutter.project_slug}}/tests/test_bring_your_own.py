@@ -109,6 +109,9 @@ from torch import nn
 
 from ..config import ModelConfig
 
+# The parameters that map features to classes: fine-tuning gives them new classes.
+HEAD: tuple[str, ...] = ("head",)
+
 
 class ResidualBlock(nn.Module):
     def __init__(self, width: int) -> None:

@@ -71,6 +71,9 @@ class DataConfig:
 class ModelConfig:
     name: str = "cnn"  # a model registered in models/__init__.py's MODELS: cnn, mlp, yours
     width: int = 32  # CNN channels or MLP hidden units
+    # Parameters that do not train (fine_tuning.py): "none", "backbone" (all but the model's
+    # HEAD), or parameter-name prefixes separated by commas, e.g. "features.0,features.3".
+    freeze: str = "none"
 
 
 @dataclass
@@ -80,6 +83,9 @@ class OptimConfig:
     scheduler: Literal["constant", "cosine"] = "constant"  # cosine decays to 0 over the run
     warmup_steps: int = 0  # optimizer steps of linear warm-up to `lr` before the schedule
     grad_clip: float = 0.0  # clip the gradient norm to this; 0 measures it without clipping
+    # The backbone's learning rate as a share of `lr` (its own parameter group); the head keeps
+    # `lr`. 1.0: one group, as without fine-tuning.
+    backbone_lr_scale: float = 1.0
 
 
 @dataclass
@@ -136,6 +142,10 @@ class Config:
     # "": a new run. "auto": continue from last.pt (output_dir's, or the latest run of `name`
     # without output_dir), or start a new run if there is none. A path: that checkpoint.
     resume: str = ""
+    # A new run whose model starts from these weights (fine_tuning.py): a checkpoint, an export
+    # (.pt, .safetensors) or a state_dict file. Not a resume: optimizer, schedule, step and RNG
+    # start fresh. With resume, the resumed run goes on from its own checkpoint instead.
+    init_from: str = ""
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -278,6 +288,11 @@ def check_values(config: Config) -> None:
         )
     if config.optim.lr <= 0:
         raise ConfigError(f"optim.lr={config.optim.lr} must be positive; e.g. optim.lr=0.001")
+    if config.optim.backbone_lr_scale <= 0:  # fine-tuning; a backbone that must not learn: freeze
+        raise ConfigError(
+            f"optim.backbone_lr_scale={config.optim.backbone_lr_scale} must be positive, e.g. 0.1;"
+            " to keep the backbone as it is, use model.freeze=backbone"
+        )
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", config.name):
         raise ConfigError(
             f"name={config.name!r} becomes a folder name: use letters, digits, '.', '_' or '-'; "

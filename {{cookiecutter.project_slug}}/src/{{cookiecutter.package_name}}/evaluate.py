@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--checkpoint",
         required=True,
-        help="e.g. .../best.pt, or s3://bucket/run/checkpoints/best.pt",
+        help="e.g. .../best.pt, model.safetensors, or s3://bucket/run/checkpoints/best.pt",
     )
     parser.add_argument("--split", choices=["val", "test"], default="val")
     parser.add_argument("--output", type=Path, help="also write the metrics to this JSON file")

@@ -1,5 +1,5 @@
 """Export a trained model for serving: `python -m <package>.export --checkpoint PATH
---format exported-program|onnx|weights --output FILE`.
+--format exported-program|onnx|weights|safetensors --output FILE`.
 
 - exported-program (`.pt2`): a `torch.export` program; `torch.export.load(FILE).module()(images)`
   runs it without this project installed (PyTorch only). The batch size stays free.
@@ -7,6 +7,9 @@
   (`uv pip install -e ".[onnx]"`), which also checks the file with ONNX Runtime.
 - weights (`.pt`): the weights, config and preprocessing only, safe to open with
   `torch.load(FILE, weights_only=True)`; evaluate and predict accept it as --checkpoint.
+- safetensors (`.safetensors`): the weights as safetensors (no pickle; read by any framework),
+  with the config, preprocessing and class names as JSON in its metadata; evaluate, predict and
+  `init_from` accept it.
 Before a file is kept, it is loaded back and run on a batch beside the eager model; the largest
 difference is printed, and above 1e-5 the command fails and keeps nothing.
 """
@@ -25,15 +28,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from .atomic_files import write_atomically
+from .atomic_files import write_atomically, write_bytes
 from .checkpoint import save_checkpoint
 from .config import to_dict
 from .errors import ConfigError, InputError, MissingPackageError, run_command
 from .inference import TrainedModel, load_trained_model
+from .weights import SAFETENSORS_SUFFIX, safetensors_bytes
 
 TOLERANCE = 1e-5  # largest difference from the eager model's logits that an export may show
 EXAMPLE_BATCH = 8
-SUFFIX = {"exported-program": ".pt2", "onnx": ".onnx", "weights": ".pt"}
+SUFFIX = {
+    "exported-program": ".pt2", "onnx": ".onnx", "weights": ".pt",
+    "safetensors": SAFETENSORS_SUFFIX,
+}  # fmt: skip
 
 
 def example_inputs(trained: TrainedModel) -> torch.Tensor:
@@ -99,6 +106,12 @@ def run_weights(path: Path, inputs: torch.Tensor) -> torch.Tensor:
     return outputs
 
 
+def write_safetensors(trained: TrainedModel, inputs: torch.Tensor, path: Path) -> None:
+    tensors = trained.model.state_dict()
+    config, preprocessing = to_dict(trained.config), trained.preprocessing.to_dict()
+    write_bytes(path, safetensors_bytes(tensors, config, preprocessing))
+
+
 # Each format: how to write the file, and how to run what was written (for the check).
 Write = Callable[[TrainedModel, torch.Tensor, Path], None]
 Run = Callable[[Path, torch.Tensor], torch.Tensor]
@@ -106,6 +119,7 @@ FORMATS: dict[str, tuple[Write, Run]] = {
     "exported-program": (write_exported_program, run_exported_program),
     "onnx": (write_onnx, run_onnx),
     "weights": (write_weights, run_weights),
+    "safetensors": (write_safetensors, run_weights),  # run_weights reads either kind back
 }
 
 

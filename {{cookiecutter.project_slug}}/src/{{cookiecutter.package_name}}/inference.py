@@ -18,6 +18,7 @@ from .data import Preprocessing, preprocessing_for
 from .errors import CheckpointDamagedError, ConfigError
 from .models import build_model
 from .storage import fetch_checkpoint
+from .weights import is_safetensors, load_safetensors_checkpoint
 
 
 @dataclass(frozen=True)
@@ -29,14 +30,15 @@ class TrainedModel:
 
 def load_trained_model(location: str | Path, overrides: Sequence[str] = ()) -> TrainedModel:
     """Rebuild the model from a training checkpoint (last.pt, best.pt) or an exported weights
-    file, a local path or a URL (s3://...); `overrides` (key=value) change the saved config,
-    e.g. data.root=/elsewhere."""
+    file (.pt or .safetensors), a local path or a URL (s3://...); `overrides` (key=value) change
+    the saved config, e.g. data.root=/elsewhere."""
     path = fetch_checkpoint(str(location))
-    state = load_checkpoint(path)
+    safetensors = is_safetensors(path.name)
+    state = load_safetensors_checkpoint(path) if safetensors else load_checkpoint(path)
     if not {"model", "config"} <= set(state):
         raise CheckpointDamagedError(
             f"{path} holds no model weights and config; pass a file that training (checkpoints/"
-            "last.pt or best.pt) or `export --format weights` wrote"
+            "last.pt or best.pt) or `export --format weights` or `--format safetensors` wrote"
         )
     config = build_config(state["config"], overrides)
     # Checkpoints from before preprocessing was saved: the dataset's own definition.

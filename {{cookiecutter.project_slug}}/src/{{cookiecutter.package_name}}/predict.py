@@ -1,9 +1,10 @@
 """Predict classes: `python -m <package>.predict --checkpoint PATH INPUT ...`.
 
-Inputs are image files that Pillow reads (PNG, JPEG, ...) or `.npy`/`.pt` arrays of images.
-Image files and uint8 arrays are pixels: they get exactly the preprocessing training used (size,
-channels, normalisation; saved in the checkpoint). Float arrays are model inputs already, as the
-dataset yields them (e.g. synthetic samples). Prints one JSON line per image:
+`--checkpoint` is a checkpoint or an exported `.pt` or `.safetensors` file. Inputs are image
+files that Pillow reads (PNG, JPEG, ...) or `.npy`/`.pt` arrays of images. Image files and
+uint8 arrays are pixels: they get exactly the preprocessing training used (size, channels,
+normalisation; saved in the checkpoint). Float arrays are model inputs already, as the dataset
+yields them (e.g. synthetic samples). Prints one JSON line per image:
 `{"input": "digit.png", "class": 7, "label": "7", "probability": 0.98}`; array items are named
 `file.npy[0]`, `file.npy[1]`, .... Every input is read and checked before anything is printed.
 """
@@ -123,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--checkpoint",
         required=True,
-        help="e.g. .../best.pt, or s3://bucket/run/checkpoints/best.pt",
+        help="e.g. .../best.pt, model.safetensors, or s3://bucket/run/checkpoints/best.pt",
     )
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="images or arrays")
     arguments = parser.parse_args(argv)

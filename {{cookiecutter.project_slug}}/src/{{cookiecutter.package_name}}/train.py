@@ -35,6 +35,7 @@ from .distributed import (
     synchronize,
 )
 from .errors import run_command
+from .fine_tuning import freeze_parameters, load_initial_weights, refuse_init_from_own_run
 from .guards import check_loss_decreased
 from .models import build_model, registered_model
 from .preemption import StopRequest, TimeBudget, preempted_at_time_limit, preempted_by_signal
@@ -87,6 +88,7 @@ def train(config: Config, context: DistributedContext, stop: StopRequest) -> dic
     preprocessing = preprocessing_for(config.data)  # saved with the weights, for predict
     model = build_model(config.model, preprocessing.input_shape, len(preprocessing.class_names))
     model = model.to(device)
+    frozen = freeze_parameters(model, config.model)  # before the optimizer and DDP see it
     trainer = build_trainer(config, model, device, context, total_steps=cadence.last_step)
     state = TrainState()
     folder = agree_on_run_folder(config, context)  # refuses to mix two runs in one folder
@@ -116,16 +118,28 @@ def train(config: Config, context: DistributedContext, stop: StopRequest) -> dic
     # run that it never wrote to is removed.
     # A remote run waits for its last uploads at the end (and says what is not uploaded).
     with removed_if_left_empty(folder), uploads.finished(config.upload_wait_seconds), log:
+        refuse_init_from_own_run(config.init_from, folder.path, resume_from)
         tracker_run_id = None
         if resume_from is not None:
-            tracker_run_id = checkpointer.load(resume_from).get("tracker_run_id")
+            saved = checkpointer.load(resume_from)
+            tracker_run_id = saved.get("tracker_run_id")
+            # A resumed fine-tune goes on from its own weights; run.json keeps where they began.
+            log.manifest.values["init_from"] = saved.get("manifest", {}).get("init_from")
             if finished_already(state, config.train, cadence.last_step):
                 log.message(
                     f"nothing to train: {resume_from} ended its run at step {state.step}; to go "
                     "on, raise train.epochs, train.max_steps or train.early_stop_patience"
                 )
                 return {}
+        elif config.init_from:  # fine-tuning: weights only, the rest of the run starts fresh
+            initial = load_initial_weights(
+                config.init_from, model, config.model.name, preprocessing.class_names
+            )
+            log.manifest.values["init_from"] = initial.record
+            log.message(initial.summary)
         log.message(f"run folder: {config.output_dir}{f'; {folder.note}' if folder.note else ''}")
+        if frozen is not None:
+            log.message(frozen)
         log.start(resume_from, tracker_run_id)
         if trainer.autocast_dtype is None and config.train.amp != "off":
             log.message(f"train.amp={config.train.amp} ignored: mixed precision needs CUDA")

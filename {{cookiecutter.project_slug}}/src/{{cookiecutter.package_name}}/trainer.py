@@ -22,6 +22,7 @@ from .config import Config
 from .data.loaders import Batch
 from .distributed import DistributedContext, average_across_ranks
 from .errors import TrainingFailedError
+from .fine_tuning import parameter_groups
 from .guards import non_finite_message
 
 
@@ -228,7 +229,9 @@ def build_trainer(
 ) -> Trainer:
     """Optimizer, schedule, scaler and wrappers as `config` says, around `model` (on `device`)."""
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay
+        parameter_groups(model, config.model.name, config.optim),  # fine-tuning's groups
+        lr=config.optim.lr,
+        weight_decay=config.optim.weight_decay,
     )
     autocast_dtype = autocast_dtype_for(config.train.amp, device)
     trained: nn.Module = model

@@ -1,5 +1,6 @@
-"""Models selected by `model.name`: each is a module here with a `build` function, registered
-in MODELS below. A new model is a new module and one line in MODELS; no other file changes."""
+"""Models selected by `model.name`: each is a module here with a `build` function and a `HEAD`,
+registered in MODELS below. A new model is a new module and one line in MODELS; no other file
+changes."""
 
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ __all__ = ["MLP", "MODELS", "ModelModule", "SmallCNN", "build_model", "registere
 
 class ModelModule(Protocol):
     """What a model module defines; mypy checks every entry of MODELS against it."""
+
+    # Prefixes of the names of the parameters that map features to classes, e.g. ("head",):
+    # fine-tuning (fine_tuning.py) re-initialises them when the classes change, and
+    # model.freeze=backbone trains only them.
+    HEAD: tuple[str, ...]
 
     def build(
         self, config: ModelConfig, input_shape: tuple[int, int, int], num_classes: int

@@ -8,6 +8,10 @@ from torch import nn
 from ..config import ModelConfig
 
 POOLED_SIZE = 4
+# The parameters that map features to classes (prefixes of their names); all others are the
+# backbone. Fine-tuning re-initialises the head for new classes; model.freeze=backbone trains
+# the head alone.
+HEAD: tuple[str, ...] = ("head",)
 
 
 def pooling_matrix(size: int, bins: int, like: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,9 @@ from torch import nn
 
 from ..config import ModelConfig
 
+# The last linear layer maps hidden units to classes: the head (see models/__init__.py).
+HEAD: tuple[str, ...] = ("layers.3",)
+
 
 class MLP(nn.Module):
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, width: int = 32) -> None:
