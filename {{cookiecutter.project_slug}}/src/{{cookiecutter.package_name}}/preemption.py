@@ -68,3 +68,9 @@ class PreemptedError(RuntimeError):
             f"stopped at train.time_limit_minutes={minutes:g}", checkpoint,
             status="time_limit", exit_code=TIME_LIMIT_EXIT_CODE,
         )  # fmt: skip
+
+
+class PrunedError(RuntimeError):
+    """A search ended this run at an evaluation: its metric so far is hopeless (search.py)."""
+
+    status = "pruned"  # for run.json

@@ -26,6 +26,7 @@ import yaml
 
 from .commands import run_command
 from .config import ConfigError
+from .search_report import study_sections
 from .tracking import flatten
 
 # Keys that differ between any two runs without making them different experiments.
@@ -229,6 +230,7 @@ def write_report(paths: Sequence[Path], out: Path) -> Path:
     images = plot(groups, out)
     base = paths[0] if len(paths) == 1 else Path.cwd()
     lines = [f"# Report: {len(runs)} runs in {', '.join(map(str, paths))}", ""]
+    lines += study_sections(runs, out, base)  # the trials of a search, if any
     lines += ["## Runs", "", *runs_table(runs, keys, base), ""]
     lines += ["## By configuration (mean ± standard deviation over seeds)", "",
               *groups_table(groups), ""]  # fmt: skip

@@ -24,7 +24,7 @@ from .config import Config, save_config
 from .distributed import DistributedContext
 from .guards import TrainingFailedError
 from .manifest import describe_environment, now, write_json
-from .preemption import PreemptedError
+from .preemption import PreemptedError, PrunedError
 from .tracking import NoTracker, Tracker, open_tracker
 from .trainer import Synced
 
@@ -172,7 +172,8 @@ class RunLog:
             self.metrics.flush()
 
     def finish(self, status: str, **details: Any) -> None:
-        """run.json's last word: completed, stopped_early, interrupted, time_limit or failed."""
+        """run.json's last word: completed, stopped_early, interrupted, time_limit, pruned or
+        failed."""
         self.manifest.update(status=status, ended=now(), step=self.state.step, **details)
         if self.enabled:
             self.write_manifest()
@@ -189,7 +190,7 @@ class RunLog:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self.started and isinstance(error, PreemptedError):
+        if self.started and isinstance(error, (PreemptedError, PrunedError)):
             self.finish(error.status, error=str(error))
         elif self.started and isinstance(error, TrainingFailedError):
             self.finish("failed", error=str(error))
