@@ -71,13 +71,17 @@ def work(optuna: Any, search: Search, study: Any, stop: StopRequest) -> None:
             raise TrainingFailedError(
                 f"{failed} trials failed in a row; see their train.log in {search.folder}"
             )
-        # Seeded by the trial's number: a fresh study with the same --seed suggests the same
-        # values, and a study continued after a crash does not repeat the first suggestions.
-        entropy = np.random.SeedSequence([search.seed, len(trials)]).generate_state(1)[0]
-        study.sampler = optuna.samplers.TPESampler(seed=int(entropy))
+        study.sampler = sampler_for(optuna, search.seed, len(trials))  # the next trial's number
         state = run_trial(optuna, search, study, study.ask(), stop)
         failed = failed + 1 if state == "failed" else 0
         write_best(search, study)
+
+
+def sampler_for(optuna: Any, seed: int, number: int) -> Any:
+    """TPE seeded by --seed and the trial's number: a fresh study with the same seed and space
+    suggests the same values, and a study continued after a crash does not repeat its first."""
+    entropy = np.random.SeedSequence([seed, number]).generate_state(1)[0]
+    return optuna.samplers.TPESampler(seed=int(entropy))
 
 
 def run_trial(optuna: Any, search: Search, study: Any, trial: Any, stop: StopRequest) -> str:
@@ -111,7 +115,7 @@ def run_trial(optuna: Any, search: Search, study: Any, trial: Any, stop: StopReq
                 reported.add(step)
             if search.prune and trial.should_prune():
                 raise PrunedError(
-                    f"pruned at step {step}: {search.metric} {value:.4f} is worse than the "
+                    f"stopped at step {step}: {search.metric} {value:.4f} is worse than the "
                     "median of the earlier trials there"
                 )
 
@@ -250,10 +254,11 @@ def write_best(search: Search, study: Any) -> None:
     if not complete:
         return
     best = study.best_trial
+    folder = best.user_attrs.get("run_folder")
     summary = {
         "study": search.study, "metric": search.metric, "direction": search.direction,
         "value": best.value, "trial": best.number, "params": best.params,
-        "run": str(search.folder / best.user_attrs["run_folder"]),
+        "run": str(search.folder / folder) if folder else None,  # None: a trial added by hand
         "trials": dict(collections.Counter(trial.state.name.lower() for trial in trials)),
     }  # fmt: skip
     path = search.folder / "best.json"
