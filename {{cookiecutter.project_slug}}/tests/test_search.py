@@ -13,14 +13,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from {{ cookiecutter.package_name }} import report, search
 from {{ cookiecutter.package_name }}.config import load_config
+from {{ cookiecutter.package_name }}.preemption import PreemptedError
 from {{ cookiecutter.package_name }}.search_space import parse_space
 from {{ cookiecutter.package_name }}.search_worker import sampler_for
+
+if TYPE_CHECKING:
+    from conftest import StopAtSync
 
 NO_OPTUNA = "the search extra is not installed: uv sync --locked --inexact --extra search"
 # Four steps an epoch, evaluated at each epoch's end: a trial takes a second or two.
@@ -144,6 +148,30 @@ def test_a_hopeless_trial_is_pruned_and_counts_towards_the_trials(
     assert run_json["step"] == 4  # the first of its two evaluations
     states = [trial.state.name for trial in load_study(STUDY).get_trials()]
     assert states == ["COMPLETE"] * 7 + ["PRUNED"]  # 8 finished: nothing more was started
+
+
+def test_sigterm_stops_a_trial_at_its_checkpoint_and_the_same_command_continues_it(
+    smoke_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    stop_at_sync: type[StopAtSync],
+) -> None:  # fmt: skip
+    pytest.importorskip("optuna", reason=NO_OPTUNA)
+    monkeypatch.chdir(tmp_path)
+    arguments = ["--config", str(smoke_config), "--trials", "1", *SPACE, *TINY, "train.epochs=4"]
+    # The stop is read once by the worker, then at each sync: the trial stops at step 8 of 16.
+    with pytest.raises(PreemptedError, match="stopped by SIGTERM"):
+        search.search(search.parse_arguments(arguments), stop_at_sync(3))
+    stopped = STUDY / "trial-0000"
+    assert manifest(stopped)["status"] == "interrupted"
+    first, queued = load_study(STUDY).get_trials()
+    assert (first.state.name, queued.state.name) == ("FAIL", "WAITING")
+    assert queued.user_attrs == {"run_folder": "trial-0000", "rerun_of": 0}
+
+    run_search(arguments)
+    first, continued = load_study(STUDY).get_trials()
+    assert (continued.state.name, continued.params) == ("COMPLETE", first.params)
+    assert "resumed from" in (stopped / "train.log").read_text(encoding="utf-8")
+    assert manifest(stopped)["status"] == "completed"
+    assert sorted(path.name for path in (tmp_path / STUDY).glob("trial-*")) == ["trial-0000"]
 
 
 @pytest.mark.slow
