@@ -87,7 +87,8 @@ class RunLog:
             sink.flush()
 
     def finish(self, status: str, **details: Any) -> None:
-        """run.json's last word: completed, stopped_early, interrupted, time_limit or failed."""
+        """run.json's last word: completed, stopped_early, interrupted, time_limit, pruned or
+        failed."""
         if self.enabled:
             self.manifest.finish(status, step=self.state.step, **details)
 
