@@ -171,14 +171,14 @@ def trainer_value(key: str, text: str) -> object:
     without the package installed. The validate job installs it (not torch; the config module
     needs none), so the cap below is checked against the number the trainer would train with.
     """
-    from {{ cookiecutter.package_name }} import config
+    from {{ cookiecutter.package_name }} import config, errors
 
     expected: typing.Any = config.Config
     for part in key.split("."):
         expected = typing.get_type_hints(expected)[part]
     try:
         return config.convert(expected, config.parse_yaml(text), key)
-    except config.ConfigError as error:
+    except errors.ConfigError as error:
         raise RequestError(str(error)) from None
 
 
