@@ -1,5 +1,10 @@
 """Searches draw from their space, prune, survive a SIGKILL, share a study between workers, and
-are reported; bad input stops them with one line and nothing written."""
+are reported; bad input stops them with one line and nothing written.
+
+Kept lean: one small search (`searched`, made once for the module) serves every test that only
+reads a finished study, trials are a few steps of a width-4 model, and only the tests about
+processes (a SIGKILL, `--jobs 2`) start any.
+"""
 
 from __future__ import annotations
 
@@ -7,29 +12,31 @@ import contextlib
 import importlib.util
 import io
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
+import torch
 
+from helpers import StopAtSync, read_metrics
 from {{ cookiecutter.package_name }} import report, search
 from {{ cookiecutter.package_name }}.config import load_config
 from {{ cookiecutter.package_name }}.errors import PreemptedError
+from {{ cookiecutter.package_name }}.run_files import RunFiles
 from {{ cookiecutter.package_name }}.search_space import parse_space
 from {{ cookiecutter.package_name }}.search_worker import sampler_for
 
-if TYPE_CHECKING:
-    from helpers import StopAtSync
-
 NO_OPTUNA = "the search extra is not installed: uv sync --locked --inexact --extra search"
-# Four steps an epoch, evaluated at each epoch's end: a trial takes a second or two.
+# Four steps an epoch, evaluated at each epoch's end: a trial takes well under a second.
 TINY = ["data.num_train=128", "data.num_val=32", "train.batch_size=32", "train.epochs=2",
         "model.width=4", "train.require_loss_decrease=false"]  # fmt: skip
+LONGER = [*TINY, "train.epochs=4"]  # 16 steps: last.pt at step 4, syncs at 4, 8, 10, 12, 16
 SPACE = ["--space", "optim.lr=log:0.001:0.01", "--space", "model.width=int:4:8"]
 STUDY = Path("outputs", "smoke", "search", "lr_width")  # below the folder the search runs in
 
@@ -49,13 +56,13 @@ def load_study(folder: Path) -> Any:
 
 
 def manifest(folder: Path) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-    return loaded
+    return RunFiles(folder).read_manifest()
 
 
 @pytest.fixture(scope="module")
 def searched(smoke_config: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """A finished 3-trial search of two keys; the folder it ran in and what it printed."""
+    """A finished 3-trial search of two keys; the folder it ran in and what it printed. Tests
+    that use it only read it, or copy what they change."""
     pytest.importorskip("optuna", reason=NO_OPTUNA)
     where = tmp_path_factory.mktemp("search")
     with pytest.MonkeyPatch.context() as patch:
@@ -78,11 +85,11 @@ def test_each_trial_is_a_run_with_its_values_and_best_json_names_the_best(
         entry = manifest(folder)["search"]
         assert manifest(folder)["status"] == "completed"
         assert (entry["study"], entry["trial"], entry["metric"]) == ("lr_width", number, "val_loss")
-        config = load_config(folder / "config.yaml")
+        config = load_config(RunFiles(folder).config)
         assert entry["params"] == {"optim.lr": config.optim.lr, "model.width": config.model.width}
         assert 0.001 <= config.optim.lr <= 0.01
         assert 4 <= config.model.width <= 8
-        values[number] = json.loads((folder / "metrics.jsonl").read_text().splitlines()[-1])
+        values[number] = read_metrics(folder)[-1]
     best = json.loads((study / "best.json").read_text(encoding="utf-8"))
     number = min(values, key=lambda trial: values[trial]["val_loss"])
     assert (best["trial"], best["value"]) == (number, values[number]["val_loss"])
@@ -156,7 +163,7 @@ def test_sigterm_stops_a_trial_at_its_checkpoint_and_the_same_command_continues_
 ) -> None:  # fmt: skip
     pytest.importorskip("optuna", reason=NO_OPTUNA)
     monkeypatch.chdir(tmp_path)
-    arguments = ["--config", str(smoke_config), "--trials", "1", *SPACE, *TINY, "train.epochs=4"]
+    arguments = ["--config", str(smoke_config), "--trials", "1", *SPACE, *LONGER]
     # The stop is read once by the worker, then at each sync: the trial stops at step 8 of 16.
     with pytest.raises(PreemptedError, match="stopped by SIGTERM"):
         search.search(search.parse_arguments(arguments), stop_at_sync(3))
@@ -169,9 +176,25 @@ def test_sigterm_stops_a_trial_at_its_checkpoint_and_the_same_command_continues_
     run_search(arguments)
     first, continued = load_study(STUDY).get_trials()
     assert (continued.state.name, continued.params) == ("COMPLETE", first.params)
-    assert "resumed from" in (stopped / "train.log").read_text(encoding="utf-8")
+    assert "at epoch 2, step 8" in RunFiles(stopped).train_log.read_text(encoding="utf-8")
     assert manifest(stopped)["status"] == "completed"
     assert sorted(path.name for path in (tmp_path / STUDY).glob("trial-*")) == ["trial-0000"]
+
+
+class HangAtSync(StopAtSync):
+    """Stops the process for good at the n-th host sync, so that a kill lands mid-trial."""
+
+    def at_that_sync(self) -> None:
+        time.sleep(600)
+
+
+def search_until_killed(arguments: list[str], folder: Path) -> None:
+    """A search in a forked process (torch is imported already: no start-up to wait for) that
+    hangs at the sync of step 8, after its first trial saved last.pt at step 4."""
+    # The parent's OpenMP threads do not survive a fork: one thread, or the first op hangs.
+    torch.set_num_threads(1)
+    os.chdir(folder)
+    search.search(search.parse_arguments(arguments), HangAtSync(3))
 
 
 @pytest.mark.slow
@@ -181,30 +204,32 @@ def test_a_killed_search_goes_on_from_the_trials_checkpoint_with_two_workers(
     """SIGKILL mid-trial leaves it running in the study; the same command (here with --jobs 2,
     two worker processes on one study) fails it and trains its values on from its last.pt."""
     pytest.importorskip("optuna", reason=NO_OPTUNA)
-    longer = [*TINY, "train.epochs=4"]  # last.pt at step 4 of 16: the kill lands mid-trial
     arguments = ["--config", str(smoke_config), "--trials", "2", *SPACE]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "{{ cookiecutter.package_name }}.search", *arguments, *longer],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+    process = multiprocessing.get_context("fork").Process(
+        target=search_until_killed, args=([*arguments, *LONGER], tmp_path), daemon=True
+    )
+    process.start()
     killed = tmp_path / STUDY / "trial-0000"
-    deadline = time.monotonic() + 120
-    while not (killed / "checkpoints" / "last.pt").is_file():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "the first trial never saved a checkpoint"
-        time.sleep(0.02)
-    process.kill()
-    process.communicate(timeout=60)
+    deadline = time.monotonic() + 60
+    try:
+        while not RunFiles(killed).last.is_file():
+            assert process.is_alive(), f"the search exited with {process.exitcode}"
+            assert time.monotonic() < deadline, "the first trial never saved a checkpoint"
+            time.sleep(0.02)
+    finally:
+        process.kill()
+        process.join(timeout=60)
     assert manifest(killed)["status"] == "running"  # killed mid-trial: nothing recorded its end
 
     monkeypatch.chdir(tmp_path)
-    run_search([*arguments, "--jobs", "2", *longer])
+    run_search([*arguments, "--jobs", "2", *LONGER])
     trials = load_study(STUDY).get_trials()
     assert [trial.state.name for trial in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
+    assert trials[0].user_attrs["worker"]["pid"] == process.pid
     rerun = next(trial for trial in trials if trial.user_attrs.get("rerun_of") == 0)
     assert rerun.params == trials[0].params
     assert rerun.user_attrs["run_folder"] == "trial-0000"
-    assert "resumed from" in (killed / "train.log").read_text(encoding="utf-8")
+    assert "at epoch 1, step 4" in RunFiles(killed).train_log.read_text(encoding="utf-8")
     assert manifest(killed)["status"] == "completed"
     assert manifest(killed)["search"]["rerun_of"] == 0
     workers = {trial.user_attrs["worker"]["pid"] for trial in trials[1:]}
@@ -269,12 +294,18 @@ def test_slurm_dry_run_prints_a_shellcheck_clean_array_of_workers_and_writes_not
         (["--space", "model.width=float:4:8"], "model.width is an integer; use int:LOW:HIGH"),
         (["--space", "model.width=int:0:8"], "model.width=0 must be at least 1"),
         (["--space", "optim.scheduler=choice:cosine,linear"], "choose one of ['constant',"),
+        (["--space", "model.name=choice:cnn,transformer"], "model.name"),
         (["--space", "output_dir=choice:a,b"], "the search sets output_dir for each trial"),
         ([], "--space: give at least one"),
         (["--trials", "0"], "--trials 0: must be at least 1"),
         (["--metric", "val_f1"], "--metric val_f1: the trainer's evaluations write val_loss"),
         (["output_dir=elsewhere"], "output_dir=elsewhere: the search sets it for each trial"),
         (["--dry-run"], "--dry-run prints the SLURM script: add --slurm"),
+        # A relative SQLite URL in a folder that does not exist: no storage opens there.
+        (
+            ["--storage", "sqlite:///missing/study.db"],
+            "--storage sqlite:///missing/study.db: cannot open it",
+        ),
     ],
 )
 def test_bad_search_input_exits_2_with_one_line_and_writes_nothing(
@@ -285,6 +316,8 @@ def test_bad_search_input_exits_2_with_one_line_and_writes_nothing(
     arguments: list[str],
     message: str,
 ) -> None:
+    if "--storage" in arguments:
+        pytest.importorskip("optuna", reason=NO_OPTUNA)
     monkeypatch.chdir(tmp_path)
     base = ["--config", str(smoke_config), "--trials", "2"]
     if not any(argument.startswith("--space") for argument in arguments) and arguments != []:
@@ -293,22 +326,6 @@ def test_bad_search_input_exits_2_with_one_line_and_writes_nothing(
     error = capsys.readouterr().err
     assert error.count("\n") == 1, error
     assert message in error
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_a_storage_that_cannot_be_opened_exits_2_with_one_line_and_writes_nothing(
-    smoke_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
-    pytest.importorskip("optuna", reason=NO_OPTUNA)
-    monkeypatch.chdir(tmp_path)
-    url = f"sqlite:///{tmp_path / 'missing' / 'study.db'}"
-    code = search.main(["--config", str(smoke_config), "--trials", "2", "--storage", url,
-                        "--space", "optim.lr=log:1e-4:1e-2"])  # fmt: skip
-    assert code == 2
-    error = capsys.readouterr().err
-    assert error.count("\n") == 1, error
-    assert f"--storage {url}: cannot open it" in error
     assert list(tmp_path.iterdir()) == []
 
 
