@@ -71,10 +71,12 @@ def tests(session: nox.Session) -> None:
     """pytest against the installed package (not the source tree), as users get it."""
     # Bytecode compiled once at install: the tests start many Python processes, and each would
     # otherwise recompile torch when bytecode writing is off (PYTHONDONTWRITEBYTECODE, some CIs).
-    # The onnx extra too, so that `export --format onnx` is checked with ONNX Runtime.
+    # The onnx extra too, so that `export --format onnx` is checked with ONNX Runtime, and the
+    # search extra (Optuna) for `search`.
     install_locked(
-        session, "--no-editable", "--extra", "onnx", "--group", "test", compile_bytecode=True
-    )
+        session, "--no-editable", "--extra", "onnx", "--extra", "search", "--group", "test",
+        compile_bytecode=True,
+    )  # fmt: skip
     session.run("pytest", *session.posargs)
 
 

@@ -88,6 +88,12 @@ class PreemptedError(ProjectError, RuntimeError):
         self.exit_code = exit_code
 
 
+class PrunedError(ProjectError, RuntimeError):
+    """A search ended this run at an evaluation: its metric so far is hopeless (search.py)."""
+
+    run_status = "pruned"
+
+
 # errno values that mean "this machine's storage", with what the user can do about each.
 STORAGE_FIXES = {
     errno.ENOSPC: "free some space or write elsewhere",

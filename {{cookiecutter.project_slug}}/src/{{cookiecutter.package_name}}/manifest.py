@@ -166,6 +166,6 @@ class Manifest:
         write_json(self.files.manifest, self.values)
 
     def finish(self, status: str, **details: Any) -> None:
-        """The last word: completed, stopped_early, interrupted, time_limit or failed."""
+        """The last word: completed, stopped_early, interrupted, time_limit, pruned or failed."""
         self.values.update(status=status, ended=now(), **details)
         self.write()

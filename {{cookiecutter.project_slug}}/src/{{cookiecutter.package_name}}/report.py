@@ -26,6 +26,7 @@ from .atomic_files import write_atomically, write_text
 from .errors import ConfigError, RunUnreadableError, run_command
 from .run_files import CONFIG, MANIFEST, METRICS, REPORT, RunFiles, runs_below
 from .storage import fetch_tree, is_remote, sync
+from .search_report import study_sections
 from .tracking import flatten
 
 # Keys that differ between any two runs without making them different experiments.
@@ -256,6 +257,8 @@ def write_report(paths: Sequence[Path], out: Path) -> Path:
     images = plot(groups, out)
     base = paths[0] if len(paths) == 1 else Path.cwd()
     lines = [f"# Report: {len(runs)} runs in {', '.join(map(str, paths))}", ""]
+    # The trials of a search, if any, ranked and plotted.
+    lines += study_sections(runs, out, lambda folder: relative(folder, base), number)
     lines += ["## Runs", "", *runs_table(runs, keys, base), ""]
     lines += ["## By configuration (mean ± standard deviation over seeds)", "",
               *groups_table(groups), ""]  # fmt: skip

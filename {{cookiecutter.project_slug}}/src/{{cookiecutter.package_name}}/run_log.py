@@ -117,7 +117,8 @@ class RunLog:
             self.publish(self.files.metrics)
 
     def finish(self, status: str, **details: Any) -> None:
-        """run.json's last word: completed, stopped_early, interrupted, time_limit or failed."""
+        """run.json's last word: completed, stopped_early, interrupted, time_limit, pruned or
+        failed."""
         if self.enabled:
             telemetry = self.telemetry.totals()
             self.manifest.finish(status, step=self.state.step, telemetry=telemetry, **details)

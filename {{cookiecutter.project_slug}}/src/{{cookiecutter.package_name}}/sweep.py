@@ -117,12 +117,16 @@ def train_command(
     ]  # fmt: skip
 
 
+def threads_per_job(jobs: int) -> int:
+    """N runs at once share the cores (search.py's workers too)."""
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
 def train_locally(
     config_path: Path, base: Sequence[str], runs: Sequence[SweepRun], root: str, jobs: int
 ) -> int:
     """Train the unfinished runs, `jobs` at a time; returns how many failed."""
-    threads = max(1, (os.cpu_count() or 1) // jobs)  # N runs at once share the cores
-    environment = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    environment = {**os.environ, "OMP_NUM_THREADS": str(threads_per_job(jobs))}
 
     def train_one(sweep_run: SweepRun) -> bool:
         folder = sweep_run.folder(root)

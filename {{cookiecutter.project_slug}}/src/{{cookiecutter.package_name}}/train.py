@@ -17,8 +17,9 @@ import math
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -61,14 +62,25 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run(config: Config, stop: StopRequest | None = None) -> dict[str, float]:
+# Called with (step, validation metrics) after each evaluation; search.py reports them to Optuna
+# and raises PrunedError to end a hopeless trial (run.json: "pruned").
+EvaluationCallback = Callable[[int, dict[str, float]], None]
+
+
+def run(
+    config: Config,
+    stop: StopRequest | None = None,
+    *,
+    on_evaluation: EvaluationCallback | None = None,
+    manifest_entries: Mapping[str, Any] | None = None,  # added to run.json, e.g. a trial's
+) -> dict[str, float]:
     """Train as `config` says, on one process or under torchrun; returns the final metrics."""
     configure_determinism(config.train.deterministic, compiling=config.train.compile)
     seed_everything(config.seed)
     # train.device=cpu on a GPU machine must join a gloo group, not NCCL.
     context = start_distributed(torch.device(device_type(config.train.device)))
     try:
-        final = train(config, context, stop or StopRequest())
+        final = train(config, context, stop or StopRequest(), on_evaluation, manifest_entries)
         # Tearing down while another rank still has collectives in flight aborts it; a barrier
         # on the success path only, since a rank that failed alone would never reach it.
         synchronize(context)
@@ -77,7 +89,13 @@ def run(config: Config, stop: StopRequest | None = None) -> dict[str, float]:
         stop_distributed()
 
 
-def train(config: Config, context: DistributedContext, stop: StopRequest) -> dict[str, float]:
+def train(
+    config: Config,
+    context: DistributedContext,
+    stop: StopRequest,
+    on_evaluation: EvaluationCallback | None = None,
+    manifest_entries: Mapping[str, Any] | None = None,
+) -> dict[str, float]:
     budget = TimeBudget(config.train.time_limit_minutes)  # from the start of this process's run
     device = resolve_device(config.train.device, context)
     train_set, val_set = build_datasets(config.data, config.seed)
@@ -97,6 +115,7 @@ def train(config: Config, context: DistributedContext, stop: StopRequest) -> dic
     uploads = uploads_for(folder.path, folder.uri, uploads_here=context.is_main)
     telemetry = Telemetry(device, context.world_size)  # throughput, data wait, memory, GPU use
     log = RunLog(config, files, context, state, steps_per_epoch, telemetry, uploads.publish)
+    log.manifest.values.update(manifest_entries or {})
     # Everything a resume restores, in one registry that save and load both read.
     checkpointer = Checkpointer(
         files,
@@ -159,6 +178,8 @@ def train(config: Config, context: DistributedContext, stop: StopRequest) -> dic
                 validation = trainer.evaluate(val_loader)
                 best = state.record_evaluation(validation["val_loss"], config.train)
                 log.evaluation(validation)
+                if on_evaluation is not None:
+                    on_evaluation(state.step, validation)
             if end_of_epoch:
                 state.close_epoch()
             stopping = why_stop(
