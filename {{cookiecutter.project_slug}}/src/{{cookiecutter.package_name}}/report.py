@@ -25,8 +25,8 @@ from typing import Any
 from .atomic_files import write_atomically, write_text
 from .errors import ConfigError, RunUnreadableError, run_command
 from .run_files import CONFIG, MANIFEST, METRICS, REPORT, RunFiles, runs_below
-from .storage import fetch_tree, is_remote, sync
 from .search_report import study_sections
+from .storage import fetch_tree, is_remote, sync
 from .tracking import flatten
 
 # Keys that differ between any two runs without making them different experiments.

@@ -38,9 +38,9 @@ from typing import Any
 from .atomic_files import write_text
 from .errors import ConfigError, MissingPackageError, PreemptedError, run_command
 from .preemption import StopRequest
-from .run_folder import RUNS_ROOT
 from .search_space import parse_space
 from .search_worker import FINISHED, Search, work, write_best
+from .storage import is_remote, local_path
 from .sweep import threads_per_job
 from .train import load_training_config
 
@@ -101,10 +101,17 @@ def plan_search(arguments: argparse.Namespace) -> Search:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", study):
         raise ConfigError(f"--study {study}: a folder name; use letters, digits, '.', '_', '-'")
     config = load_training_config(arguments.config, base)
+    if is_remote(config.runs_root):
+        raise ConfigError(
+            f"runs_root={config.runs_root}: a search keeps its study and trials in a local "
+            "folder; set runs_root to one (sync it to the bucket afterwards with the storage "
+            "command)"
+        )
+    folder = local_path(config.runs_root) / config.name / "search" / study
     return Search(
         config_path=arguments.config, base=base, space=tuple(space), trials=arguments.trials,
         metric=arguments.metric, direction=direction, prune=arguments.prune, seed=arguments.seed,
-        study=study, folder=RUNS_ROOT / config.name / "search" / study, storage=arguments.storage,
+        study=study, folder=folder, storage=arguments.storage,
     )  # fmt: skip
 
 
