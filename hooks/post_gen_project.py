@@ -63,7 +63,8 @@ def remove_unselected_paths(project: Path, answers: Mapping[str, object]) -> Non
 # Each platform's CI, issue and merge request templates, dependency bot config and scripts; the
 # files both platforms share (labels.yml, scripts/training_request.py, ...) stay in either bake.
 PATHS_FOR_PLATFORM = {
-    "github": [".github", "scripts/apply_branch_rules.sh", "scripts/gpu_access.py"],
+    # scripts/gpu_access.py stays: training_request.py, which both platforms use, imports it.
+    "github": [".github", "scripts/apply_branch_rules.sh"],
     "gitlab": [
         ".gitlab-ci.yml",
         ".gitlab",

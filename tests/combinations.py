@@ -81,7 +81,7 @@ GITLAB_FILES = {
     "tests/test_gitlab_automation.py",
 }
 # In a GitHub bake only (besides .github/): scripts of GitHub's GPU workflows and rulesets.
-GITHUB_ONLY_FILES = {"scripts/apply_branch_rules.sh", "scripts/gpu_access.py"}
+GITHUB_ONLY_FILES = {"scripts/apply_branch_rules.sh"}
 DEFAULT_FILES = {
     ".cruft.json",
     ".dockerignore",

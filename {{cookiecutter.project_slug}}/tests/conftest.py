@@ -10,6 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from {{ cookiecutter.package_name }}.config import load_config
+from {{ cookiecutter.package_name }}.distributed import DistributedContext
+from {{ cookiecutter.package_name }}.models import SmallCNN
+from {{ cookiecutter.package_name }}.preemption import StopRequest
+from {{ cookiecutter.package_name }}.train import run
+from {{ cookiecutter.package_name }}.trainer import Trainer, build_scheduler
+
 from helpers import (
     SHAPES,
     CrashAtSync,
@@ -21,12 +28,6 @@ from helpers import (
     draw_shape,
     write_idx_file,
 )
-from {{ cookiecutter.package_name }}.config import load_config
-from {{ cookiecutter.package_name }}.distributed import DistributedContext
-from {{ cookiecutter.package_name }}.models import SmallCNN
-from {{ cookiecutter.package_name }}.preemption import StopRequest
-from {{ cookiecutter.package_name }}.train import run
-from {{ cookiecutter.package_name }}.trainer import Trainer, build_scheduler
 
 
 @pytest.fixture(scope="session")

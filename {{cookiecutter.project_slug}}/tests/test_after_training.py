@@ -14,13 +14,14 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import read_metrics
 from {{ cookiecutter.package_name }} import evaluate, export, predict
 from {{ cookiecutter.package_name }}.config import load_config
 from {{ cookiecutter.package_name }}.data import build_split
 from {{ cookiecutter.package_name }}.data.mnist import read_idx
 from {{ cookiecutter.package_name }}.inference import load_trained_model
 from {{ cookiecutter.package_name }}.train import run
+
+from helpers import read_metrics
 
 if TYPE_CHECKING:
     from helpers import MakeTinyMnist

@@ -22,11 +22,12 @@ import pytest
 import torch
 import yaml
 
-from helpers import read_metrics, step_losses
 from {{ cookiecutter.package_name }} import predict, train
 from {{ cookiecutter.package_name }}.data import pack
 from {{ cookiecutter.package_name }}.data.image_folder import open_image_folder
 from {{ cookiecutter.package_name }}.inference import load_trained_model
+
+from helpers import read_metrics, step_losses
 
 if TYPE_CHECKING:
     from helpers import MakeImageFolder

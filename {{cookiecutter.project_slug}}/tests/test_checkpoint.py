@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING
 import pytest
 import torch
 
-from helpers import read_metrics, step_losses
 from {{ cookiecutter.package_name }}.checkpoint import load_checkpoint, save_checkpoint
 from {{ cookiecutter.package_name }}.errors import PreemptedError, TrainingFailedError
 from {{ cookiecutter.package_name }}.guards import check_finite_weights
 from {{ cookiecutter.package_name }}.train import main
 from {{ cookiecutter.package_name }}.trainer import Trainer
+
+from helpers import read_metrics, step_losses
 
 if TYPE_CHECKING:
     from helpers import StopAtSync, TrainSmoke

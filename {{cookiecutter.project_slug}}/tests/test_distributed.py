@@ -31,12 +31,13 @@ import torch.distributed as dist
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.nn.parallel import DistributedDataParallel
 
-from helpers import read_metrics, step_losses
 from {{ cookiecutter.package_name }}.config import load_config
 from {{ cookiecutter.package_name }}.data.loaders import per_rank_batch_size
 from {{ cookiecutter.package_name }}.distributed import DistributedContext
 from {{ cookiecutter.package_name }}.errors import ConfigError
 from {{ cookiecutter.package_name }}.trainer import Trainer
+
+from helpers import read_metrics, step_losses
 
 if TYPE_CHECKING:
     from helpers import TrainSmoke

@@ -19,7 +19,6 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from helpers import SHAPES, draw_shape, read_metrics, step_losses
 from {{ cookiecutter.package_name }} import evaluate, export, predict, train
 from {{ cookiecutter.package_name }}.config import load_config
 from {{ cookiecutter.package_name }}.distributed import DistributedContext
@@ -27,6 +26,8 @@ from {{ cookiecutter.package_name }}.errors import PreemptedError
 from {{ cookiecutter.package_name }}.fine_tuning import freeze_parameters
 from {{ cookiecutter.package_name }}.models import MODELS, build_model, cnn
 from {{ cookiecutter.package_name }}.trainer import Trainer, build_trainer
+
+from helpers import SHAPES, draw_shape, read_metrics, step_losses
 
 if TYPE_CHECKING:
     from helpers import MakeImageFolder, StopAtSync

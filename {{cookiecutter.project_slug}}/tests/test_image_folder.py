@@ -14,7 +14,6 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import step_losses
 from {{ cookiecutter.package_name }}.config import DataConfig, load_config
 from {{ cookiecutter.package_name }}.data import build_split
 from {{ cookiecutter.package_name }}.data.image_folder import open_image_folder
@@ -30,6 +29,8 @@ from {{ cookiecutter.package_name }}.errors import (
 )
 from {{ cookiecutter.package_name }}.train import load_training_config
 from {{ cookiecutter.package_name }}.train import main as train
+
+from helpers import step_losses
 
 if TYPE_CHECKING:
     from helpers import MakeImageFolder, StopAtSync, TrainSmoke

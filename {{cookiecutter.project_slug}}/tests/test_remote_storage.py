@@ -19,12 +19,13 @@ from typing import Any
 
 import pytest
 
-from helpers import step_losses
 from {{ cookiecutter.package_name }} import evaluate, report, storage, sweep, tag_run
 from {{ cookiecutter.package_name }}.config import load_config
 from {{ cookiecutter.package_name }}.run_files import RunFiles
 from {{ cookiecutter.package_name }}.train import main as train
 from {{ cookiecutter.package_name }}.train import run
+
+from helpers import step_losses
 
 moto_server = pytest.importorskip("moto.server")
 s3fs = pytest.importorskip("s3fs")

@@ -24,13 +24,14 @@ from typing import Any
 import pytest
 import torch
 
-from helpers import StopAtSync, read_metrics
 from {{ cookiecutter.package_name }} import report, search
 from {{ cookiecutter.package_name }}.config import load_config
 from {{ cookiecutter.package_name }}.errors import PreemptedError
 from {{ cookiecutter.package_name }}.run_files import RunFiles
 from {{ cookiecutter.package_name }}.search_space import parse_space
 from {{ cookiecutter.package_name }}.search_worker import sampler_for
+
+from helpers import StopAtSync, read_metrics
 
 NO_OPTUNA = "the search extra is not installed: uv sync --locked --inexact --extra search"
 # Four steps an epoch, evaluated at each epoch's end: a trial takes well under a second.

@@ -16,7 +16,6 @@ import pytest
 import torch
 import yaml
 
-from helpers import TrainSmoke, read_metrics
 from {{ cookiecutter.package_name }}.config import load_config
 from {{ cookiecutter.package_name }}.data.loaders import Batch
 from {{ cookiecutter.package_name }}.errors import ConfigError
@@ -26,6 +25,8 @@ from {{ cookiecutter.package_name }}.run_files import RunFiles
 from {{ cookiecutter.package_name }}.sinks import Record, telemetry
 from {{ cookiecutter.package_name }}.telemetry import Telemetry
 from {{ cookiecutter.package_name }}.train import main, run
+
+from helpers import TrainSmoke, read_metrics
 
 TELEMETRY = {"samples_per_second", "data_wait_fraction", "peak_rss_mib"}
 

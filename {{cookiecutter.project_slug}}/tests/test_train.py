@@ -5,12 +5,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import read_metrics, step_losses
 from {{ cookiecutter.package_name }}.config import load_config
 from {{ cookiecutter.package_name }}.errors import TrainingFailedError
 from {{ cookiecutter.package_name }}.guards import check_loss_decreased
 from {{ cookiecutter.package_name }}.reproducibility import configure_determinism
 from {{ cookiecutter.package_name }}.train import main, run
+
+from helpers import read_metrics, step_losses
 
 
 def test_smoke_training_lowers_the_loss(smoke_config: Path, tmp_path: Path) -> None:

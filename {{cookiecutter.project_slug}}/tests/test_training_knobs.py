@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from helpers import read_metrics, step_losses
 from {{ cookiecutter.package_name }}.checkpoint import load_checkpoint
 from {{ cookiecutter.package_name }}.errors import PreemptedError
 from {{ cookiecutter.package_name }}.preemption import TIME_LIMIT_EXIT_CODE, TimeBudget
 from {{ cookiecutter.package_name }}.train import main
+
+from helpers import read_metrics, step_losses
 
 if TYPE_CHECKING:
     from helpers import CrashAtSync, StopAtSync, TrainSmoke
