@@ -39,7 +39,7 @@ def test_the_page_shows_the_recipe_its_test_runs() -> None:
     recipe = tuple_constants()["RECIPE"]
     commands = [command for command in recipe if isinstance(command, tuple)]
     tested = {" ".join(["python", "-m", f"{PACKAGE}.{m}", *rest]) for m, *rest in commands}
-    assert len(tested) == len(recipe) == 5
+    assert len(tested) == len(recipe) == 6
     text = PAGE.read_text(encoding="utf-8")
     shown = {
         line.strip()

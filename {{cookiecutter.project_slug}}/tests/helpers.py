@@ -81,6 +81,8 @@ class MakeImageFolder(Protocol):
 
 
 SHAPES = ("circle", "cross", "square")  # the class folders make_image_folder writes
+# Other shapes of the same drawing: a source that fine-tuning to SHAPES can learn from.
+OTHER_SHAPES = ("block", "ring", "saltire", "triangle")
 
 
 def draw_shape(shape: str, generator: np.random.Generator) -> Image.Image:
@@ -96,6 +98,16 @@ def draw_shape(shape: str, generator: np.random.Generator) -> Image.Image:
         draw.ellipse(box, fill=ink)
     elif shape == "square":
         draw.rectangle(box, outline=ink, width=2)
+    elif shape == "block":
+        draw.rectangle(box, fill=ink)
+    elif shape == "ring":
+        draw.ellipse(box, outline=ink, width=2)
+    elif shape == "triangle":
+        corners = [(x, y - half), (x - half, y + half), (x + half, y + half)]
+        draw.polygon(corners, outline=ink, width=2)
+    elif shape == "saltire":
+        draw.line((x - half, y - half, x + half, y + half), fill=ink, width=2)
+        draw.line((x - half, y + half, x + half, y - half), fill=ink, width=2)
     else:
         draw.line((x - half, y, x + half, y), fill=ink, width=2)
         draw.line((x, y - half, x, y + half), fill=ink, width=2)
