@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from tests import benchmark_data, benchmark_storage
+from tests import benchmark_data, benchmark_storage, benchmark_telemetry
 from tests.baking import TEMPLATE_ROOT, package_name
 from tests.benchmark_loops import LOOPS, WIDTH
 from tests.benchmark_stats import WINDOW, paired, per_step_seconds, summary
@@ -205,6 +205,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += loops_table(results["loops"])
     lines += ["", "![throughput by batch size](throughput.png)", ""]
     lines += benchmark_storage.markdown(results["storage"])
+    lines += ["What telemetry and the metrics endpoint cost a step: [telemetry](telemetry.md).", ""]
     lines += ["Input pipelines over an image folder: [data loading](data.md).", ""]
     return "\n".join(lines)
 
@@ -238,6 +239,7 @@ def main(project: Path, output_dir: Path, setting: Setting = FULL) -> None:
         results["smoke_cli"] = wall([[*smoke, f"output_dir={scratch}/{n}"] for n in runs], project)
     results["loops"] = measure_loops(package, setting.steps, setting.rounds)
     results["storage"] = benchmark_storage.main(project, package, setting.storage)
+    benchmark_telemetry.main(project, output_dir, setting.rounds)  # telemetry.json and .md
     benchmark_data.main(project, output_dir, setting.data)
     partial = output_dir / "results-partial.json"  # the loops survive a failing bake -> green
     write_json(results, partial)
