@@ -39,7 +39,7 @@ from {{ cookiecutter.package_name }}.errors import ConfigError
 from {{ cookiecutter.package_name }}.trainer import Trainer
 
 if TYPE_CHECKING:
-    from helpers import TrainSmoke
+    from helpers import ReferenceRuns, TrainSmoke
 
 FIRST_STEPS, FIRST_STEPS_BOUND, WHOLE_RUN_BOUND = 3, 1e-6, 2e-2
 
@@ -65,9 +65,9 @@ def torchrun(project_root: Path, smoke_config: Path, *overrides: str) -> str:
 
 @pytest.mark.slow
 def test_two_ranks_match_one_rank(
-    project_root: Path, smoke_config: Path, tmp_path: Path, train_smoke: TrainSmoke
+    project_root: Path, smoke_config: Path, tmp_path: Path, reference_run: ReferenceRuns
 ) -> None:
-    single = train_smoke("one-rank", "train.device=cpu", "seed=2")
+    single = reference_run("train.device=cpu", "seed=2")
     printed = torchrun(project_root, smoke_config, f"output_dir={tmp_path / 'two'}", "seed=2")
     assert "on 2 x cpu" in printed
     assert_trains_alike(step_losses(single), step_losses(tmp_path / "two"))
@@ -75,11 +75,11 @@ def test_two_ranks_match_one_rank(
 
 @pytest.mark.slow
 def test_the_new_knobs_under_two_ranks_stop_and_resume_like_one_process(
-    project_root: Path, smoke_config: Path, tmp_path: Path, train_smoke: TrainSmoke
+    project_root: Path, smoke_config: Path, tmp_path: Path, reference_run: ReferenceRuns
 ) -> None:
     """Accumulation, warm-up, mid-epoch evaluations and checkpoints, max_steps, then resume."""
     knobs = ["optim.warmup_steps=5", "train.eval_every=5", "train.checkpoint_every=5", "seed=4"]
-    single = train_smoke("one-rank", "train.device=cpu", *knobs)
+    single = reference_run("train.device=cpu", *knobs)
     ranks = tmp_path / "two-ranks"
     split = ["train.batch_size=32", "train.grad_accum_steps=2", f"output_dir={ranks}", *knobs]
     torchrun(project_root, smoke_config, *split, "train.max_steps=20")  # stops mid-epoch 1
@@ -99,9 +99,13 @@ def test_the_new_knobs_under_two_ranks_stop_and_resume_like_one_process(
     ("micro_batch", "accumulate", "seed"), [(32, 2, 0), (32, 2, 1), (32, 2, 2), (16, 4, 4)]
 )
 def test_accumulation_trains_like_a_bigger_batch(
-    train_smoke: TrainSmoke, micro_batch: int, accumulate: int, seed: int
+    train_smoke: TrainSmoke,
+    reference_run: ReferenceRuns,
+    micro_batch: int,
+    accumulate: int,
+    seed: int,
 ) -> None:
-    whole = train_smoke("whole", "train.batch_size=64", f"seed={seed}")
+    whole = reference_run("train.batch_size=64", f"seed={seed}")
     accumulated = train_smoke(
         "accumulated",
         f"train.batch_size={micro_batch}",
