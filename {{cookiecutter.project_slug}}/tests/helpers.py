@@ -87,7 +87,7 @@ def folder_digest(folder: Path) -> str:
 class ReferenceRuns:
     """Runs of the smoke config, each trained once per session (SharedFolders): the straight
     run a stop-and-resume test compares with, a finished run a test damages a copy of.
-    `reference_runs(*overrides)` is the folder of the run those overrides give. Runs are told
+    `reference_run(*overrides)` is the folder of the run those overrides give. Runs are told
     apart by the whole config they train with: `train.batch_size=64` (the smoke config's own
     value) and no override are one run."""
 
