@@ -43,8 +43,9 @@ class ReadmeRun:
 @pytest.fixture(scope="module")
 def readme_run(project_root: Path) -> Iterator[ReadmeRun]:
     """The README's first command, as it is: a new folder under outputs/smoke/ (removed after
-    this module's tests), with `git status` before and after it. One run for both tests below:
-    each start of the command costs a torch import."""
+    this module's tests), with `git status` before and after it. One run for both tests below
+    (each start of the command costs a torch import), which pytest-xdist keeps in one worker
+    (their xdist_group)."""
     before = git_status(project_root)
     result = run_cli(project_root, "--config", "configs/smoke.yaml")
     assert result.returncode == 0, result.stderr
@@ -55,6 +56,7 @@ def readme_run(project_root: Path) -> Iterator[ReadmeRun]:
         shutil.rmtree(project_root / folder)
 
 
+@pytest.mark.xdist_group("readme_run")
 def test_smoke_train_from_the_command_line(project_root: Path, readme_run: ReadmeRun) -> None:
     assert readme_run.result.returncode == 0, readme_run.result.stderr
     assert "done:" in readme_run.result.stdout
@@ -114,6 +116,7 @@ def test_a_terminal_gets_a_live_line_and_ci_gets_plain_lines(
     assert plain.count("epoch ") == 2  # one line per epoch, no live line
 
 
+@pytest.mark.xdist_group("readme_run")
 def test_a_smoke_run_leaves_git_status_unchanged(project_root: Path, readme_run: ReadmeRun) -> None:
     """Outputs, checkpoints and caches are ignored: training never dirties the work tree."""
     if readme_run.status_before is None:

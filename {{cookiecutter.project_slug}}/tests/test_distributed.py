@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import torch
 import torch.distributed as dist
-from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.nn.parallel import DistributedDataParallel
 
 from helpers import read_metrics, step_losses
@@ -142,7 +141,15 @@ def test_accumulation_all_reduces_gradients_once_per_optimizer_step(
 
         def count_and_all_reduce(bucket: Any) -> torch.futures.Future[torch.Tensor]:
             all_reduces.append(bucket.index())
-            return default_hooks.allreduce_hook(dist.group.WORLD, bucket)  # type: ignore[arg-type]
+            # What default_hooks.allreduce_hook does, waited for here rather than in a Python
+            # callback: gloo's thread would run and free that callback, which needs the GIL, and
+            # destroy_process_group below joins that thread holding the GIL. Under load the two
+            # met and the test hung for ever (pytorch/pytorch#56297).
+            gradients = bucket.buffer().div_(dist.get_world_size())
+            dist.all_reduce(gradients)
+            reduced: torch.futures.Future[torch.Tensor] = torch.futures.Future()
+            reduced.set_result(gradients)
+            return reduced
 
         # A lambda: DDP refuses a hook whose `bucket` is annotated as anything but GradBucket,
         # which torch's type stubs do not export.
