@@ -1,18 +1,30 @@
 """Helpers the test modules share (conftest.py holds only fixtures): reading a run's records,
-stand-ins for SIGTERM and for a crash, tiny MNIST files and image folders."""
+folders built once per session (reference runs), stand-ins for SIGTERM and for a crash, tiny
+MNIST files and image folders."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import gzip
+import hashlib
+import io
+import json
+import re
+import shutil
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from filelock import FileLock
 from PIL import Image, ImageDraw
 
+from {{ cookiecutter.package_name }}.config import load_config, to_dict
 from {{ cookiecutter.package_name }}.preemption import StopRequest
 from {{ cookiecutter.package_name }}.run_files import RunFiles
+from {{ cookiecutter.package_name }}.train import run
 
 
 def read_metrics(run: Path) -> list[dict[str, Any]]:
@@ -27,6 +39,81 @@ def step_losses(run: Path) -> list[float]:
 
 class TrainSmoke(Protocol):
     def __call__(self, name: str, *overrides: str, stop: StopRequest | None = None) -> Path: ...
+
+
+class SharedFolders:
+    """Folders built once per test session and then only read. The first test that asks for a
+    name builds it, in whichever process it runs (pytest-xdist's workers share `root` and wait
+    for each other on a lock); every later request, from any test, gets the same folder.
+
+    What each folder held when built is recorded, and `changed()` compares: a test that wrote
+    into one would change what every later test compares with. Copy one before changing it
+    (`shutil.copytree`, as the `reference_run_copy` fixture does).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.used: dict[Path, str] = {}  # folder -> digest of its contents when built
+
+    def get(self, name: str, build: Callable[[Path], None]) -> Path:
+        """`root/name`, made by `build(folder)` unless an earlier request made it."""
+        folder = self.root / name
+        built = self.root / f"{name}.sha256"  # written last: a build cut short has none
+        with FileLock(self.root / f"{name}.lock"):
+            if not built.is_file():
+                if folder.exists():
+                    shutil.rmtree(folder)
+                build(folder)
+                built.write_text(folder_digest(folder), encoding="utf-8")
+        self.used[folder] = built.read_text(encoding="utf-8")
+        return folder
+
+    def changed(self) -> list[Path]:
+        """The folders this process used whose contents are no longer what was built."""
+        return [folder for folder, built in self.used.items() if folder_digest(folder) != built]
+
+
+def folder_digest(folder: Path) -> str:
+    """sha256 over the relative path of everything below `folder` and each file's bytes."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        digest.update(str(path.relative_to(folder)).encode())
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+class ReferenceRuns:
+    """Runs of the smoke config, each trained once per session (SharedFolders): the straight
+    run a stop-and-resume test compares with, a finished run a test damages a copy of.
+    `reference_run(*overrides)` is the folder of the run those overrides give. Runs are told
+    apart by the whole config they train with: `train.batch_size=64` (the smoke config's own
+    value) and no override are one run."""
+
+    def __init__(self, folders: SharedFolders, smoke_config: Path) -> None:
+        self.folders = folders
+        self.smoke_config = smoke_config
+
+    def __call__(self, *overrides: str) -> Path:
+        config = load_config(self.smoke_config, list(overrides))
+        if config.output_dir or config.resume:
+            raise ValueError("a reference run chooses its own folder and starts from scratch")
+        whole_config = json.dumps(to_dict(config), sort_keys=True).encode()
+        readable = re.sub(r"[^\w.=-]+", "_", "_".join(overrides))[:80] or "smoke"
+        name = f"run-{readable}-{hashlib.sha256(whole_config).hexdigest()[:12]}"
+
+        def train(folder: Path) -> None:
+            # Its console lines would otherwise land in the output of whichever test asked first.
+            quiet = io.StringIO()
+            with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+                run(dataclasses.replace(config, output_dir=str(folder)))
+
+        return self.folders.get(name, train)
+
+
+class CopyReferenceRun(Protocol):
+    def __call__(self, name: str, *overrides: str) -> Path: ...
 
 
 class StopAtSync(StopRequest):

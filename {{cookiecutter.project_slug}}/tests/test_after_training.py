@@ -24,15 +24,14 @@ from {{ cookiecutter.package_name }}.train import run
 from helpers import read_metrics
 
 if TYPE_CHECKING:
-    from helpers import MakeTinyMnist
+    from helpers import MakeTinyMnist, ReferenceRuns
 
 
 @pytest.fixture(scope="module")
-def trained(smoke_config: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One smoke run, evaluated every 5 steps, shared by this module's tests; its folder."""
-    output_dir = tmp_path_factory.mktemp("trained") / "run"
-    run(load_config(smoke_config, [f"output_dir={output_dir}", "train.eval_every=5"]))
-    return output_dir
+def trained(reference_run: ReferenceRuns) -> Path:
+    """The session's smoke run evaluated every 5 steps (a best.pt from mid-epoch); its folder,
+    only read by this module's tests."""
+    return reference_run("train.eval_every=5")
 
 
 def predictions(capsys: pytest.CaptureFixture[str], *arguments: str) -> list[dict[str, object]]:

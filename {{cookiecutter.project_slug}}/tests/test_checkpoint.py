@@ -23,11 +23,11 @@ from {{ cookiecutter.package_name }}.trainer import Trainer
 from helpers import read_metrics, step_losses
 
 if TYPE_CHECKING:
-    from helpers import StopAtSync, TrainSmoke
+    from helpers import CopyReferenceRun, ReferenceRuns, StopAtSync, TrainSmoke
 
 
-def test_checkpoint_holds_everything_a_resume_needs(train_smoke: TrainSmoke) -> None:
-    output_dir = train_smoke("run", "train.epochs=2")
+def test_checkpoint_holds_everything_a_resume_needs(reference_run: ReferenceRuns) -> None:
+    output_dir = reference_run("train.epochs=2")
     state = load_checkpoint(output_dir / "checkpoints" / "last.pt")
     assert set(state) == {
         "model", "optimizer", "scheduler", "scaler", "rng", "train_state", "config", "manifest",
@@ -39,9 +39,11 @@ def test_checkpoint_holds_everything_a_resume_needs(train_smoke: TrainSmoke) -> 
     assert (output_dir / "run.json").is_file()
 
 
-def test_resume_at_an_epoch_boundary_matches_an_uninterrupted_run(train_smoke: TrainSmoke) -> None:
-    straight = train_smoke("straight", "train.epochs=4")
-    train_smoke("split", "train.epochs=2")
+def test_resume_at_an_epoch_boundary_matches_an_uninterrupted_run(
+    train_smoke: TrainSmoke, reference_run: ReferenceRuns, reference_run_copy: CopyReferenceRun
+) -> None:
+    straight = reference_run("train.epochs=4")
+    reference_run_copy("split", "train.epochs=2")  # 2 epochs of 4, saved at the epoch's end
     split = train_smoke("split", "train.epochs=4", "resume=auto")
     assert step_losses(split) == step_losses(straight)  # bitwise, not approximately
 
@@ -66,7 +68,11 @@ def wait_for_steps(process: subprocess.Popen[str], metrics: Path, steps: int) ->
 
 @pytest.mark.slow
 def test_sigterm_mid_epoch_saves_and_resume_completes_exactly(
-    project_root: Path, smoke_config: Path, tmp_path: Path, train_smoke: TrainSmoke
+    project_root: Path,
+    smoke_config: Path,
+    tmp_path: Path,
+    train_smoke: TrainSmoke,
+    reference_run: ReferenceRuns,
 ) -> None:
     interrupted = tmp_path / "interrupted"
     overrides = ["train.epochs=10"]  # 160 steps: still training when the signal lands at ~20
@@ -80,14 +86,18 @@ def test_sigterm_mid_epoch_saves_and_resume_completes_exactly(
     assert json.loads((interrupted / "run.json").read_text())["status"] == "interrupted"
 
     train_smoke("interrupted", *overrides, "resume=auto")
-    straight = train_smoke("straight", *overrides)
+    straight = reference_run(*overrides)
     assert 0 < stopped_at < len(step_losses(straight))
     assert step_losses(interrupted) == step_losses(straight)
 
 
 @pytest.mark.slow
 def test_a_kill_after_a_mid_epoch_checkpoint_resumes_exactly(
-    project_root: Path, smoke_config: Path, tmp_path: Path, train_smoke: TrainSmoke
+    project_root: Path,
+    smoke_config: Path,
+    tmp_path: Path,
+    train_smoke: TrainSmoke,
+    reference_run: ReferenceRuns,
 ) -> None:
     """SIGKILL saves nothing: the run continues from the last `train.checkpoint_every` save."""
     killed = tmp_path / "killed"
@@ -101,7 +111,7 @@ def test_a_kill_after_a_mid_epoch_checkpoint_resumes_exactly(
     logged = max(record["step"] for record in read_metrics(killed))
 
     train_smoke("killed", *overrides, "resume=auto")
-    straight = train_smoke("straight", *overrides)
+    straight = reference_run(*overrides)
     assert saved["step"] % 5 == 0
     assert saved["batches_done"] > 0  # a mid-epoch checkpoint
     assert saved["step"] <= logged  # steps after the save were logged, then redone on resume
@@ -157,14 +167,17 @@ def test_resume_from_a_missing_path_is_a_config_error(smoke_config: Path, tmp_pa
 
 
 def test_mid_epoch_resume_keeps_schedule_and_clipping_exact(
-    train_smoke: TrainSmoke, stop_at_sync: type[StopAtSync]
+    train_smoke: TrainSmoke,
+    reference_run: ReferenceRuns,
+    stop_at_sync: type[StopAtSync],
+    tmp_path: Path,
 ) -> None:
     overrides = ["optim.scheduler=cosine", "optim.grad_clip=0.5"]
-    straight = train_smoke("straight", *overrides)
+    straight = reference_run(*overrides)
     with pytest.raises(PreemptedError):
         # Syncs at steps 10, 16 (epoch end), 20: the third stops in the middle of epoch 1.
         train_smoke("split", *overrides, stop=stop_at_sync(3))
-    split = straight.with_name("split")
+    split = tmp_path / "split"
     stopped = load_checkpoint(split / "checkpoints" / "last.pt")["train_state"]
     assert (stopped["epoch"], stopped["batches_done"], stopped["step"]) == (1, 4, 20)
     train_smoke("split", *overrides, "resume=auto")
@@ -206,9 +219,9 @@ def test_a_diverging_run_stops_with_the_step_and_keeps_the_last_checkpoint(
 
 
 def test_a_damaged_checkpoint_stops_with_one_line_and_writes_nothing(
-    train_smoke: TrainSmoke, smoke_config: Path, capsys: pytest.CaptureFixture[str]
+    reference_run_copy: CopyReferenceRun, smoke_config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    output_dir = train_smoke("run", "train.epochs=2")
+    output_dir = reference_run_copy("run", "train.epochs=2")
     last = output_dir / "checkpoints" / "last.pt"
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # a copy cut short
     before = {path: path.read_bytes() for path in output_dir.rglob("*") if path.is_file()}
@@ -223,9 +236,9 @@ def test_a_damaged_checkpoint_stops_with_one_line_and_writes_nothing(
 
 
 def test_a_checkpoint_from_an_older_trainer_is_refused_with_one_line(
-    train_smoke: TrainSmoke, smoke_config: Path, capsys: pytest.CaptureFixture[str]
+    reference_run_copy: CopyReferenceRun, smoke_config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    output_dir = train_smoke("run", "train.epochs=2")
+    output_dir = reference_run_copy("run", "train.epochs=2")
     last = output_dir / "checkpoints" / "last.pt"
     state = load_checkpoint(last)
     state["progress"] = state.pop("train_state")  # the key before TrainState had its name

@@ -29,6 +29,9 @@ from {{ cookiecutter.package_name }}.trainer import Trainer, build_trainer
 
 from helpers import OTHER_SHAPES, SHAPES, draw_shape, read_metrics, step_losses
 
+# Its module-scoped fixtures are made once: every test of this module in one xdist worker.
+pytestmark = pytest.mark.xdist_group("fine_tuning")
+
 if TYPE_CHECKING:
     from helpers import MakeImageFolder, StopAtSync
 

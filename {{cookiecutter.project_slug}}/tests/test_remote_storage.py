@@ -27,6 +27,9 @@ from {{ cookiecutter.package_name }}.train import run
 
 from helpers import step_losses
 
+# Its module-scoped fixtures are made once: every test of this module in one xdist worker.
+pytestmark = pytest.mark.xdist_group("s3")
+
 moto_server = pytest.importorskip("moto.server")
 s3fs = pytest.importorskip("s3fs")
 

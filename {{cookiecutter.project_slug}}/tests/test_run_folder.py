@@ -18,7 +18,7 @@ from {{ cookiecutter.package_name }}.run_files import RunFiles
 from {{ cookiecutter.package_name }}.train import main, run
 
 if TYPE_CHECKING:
-    from helpers import StopAtSync, TrainSmoke
+    from helpers import CopyReferenceRun, StopAtSync
 
 
 def contents(folder: Path) -> dict[str, bytes]:
@@ -36,9 +36,9 @@ def run_folders(root: Path) -> list[Path]:
 
 
 def test_a_new_run_into_a_folder_holding_a_run_is_refused_and_changes_nothing(
-    train_smoke: TrainSmoke, smoke_config: Path, capsys: pytest.CaptureFixture[str]
+    reference_run_copy: CopyReferenceRun, smoke_config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    first = train_smoke("run", "train.epochs=1")
+    first = reference_run_copy("run", "train.epochs=1")
     before = contents(first)
     capsys.readouterr()
     code = main(["--config", str(smoke_config), f"output_dir={first}", "train.epochs=1"])
@@ -109,10 +109,9 @@ def limit_file_size(size: int) -> None:
 
 
 def test_a_full_disk_during_a_save_is_one_line_and_keeps_the_last_checkpoint(
-    smoke_config: Path, tmp_path: Path
+    smoke_config: Path, reference_run_copy: CopyReferenceRun
 ) -> None:
-    run_folder = tmp_path / "run"
-    assert main(["--config", str(smoke_config), f"output_dir={run_folder}", "train.epochs=1"]) == 0
+    run_folder = reference_run_copy("run", "train.epochs=1")
     files = RunFiles(run_folder)
     saved = files.last.read_bytes()
     # Resumed for one more epoch where no file may be as large as a checkpoint.

@@ -33,6 +33,9 @@ from {{ cookiecutter.package_name }}.search_worker import sampler_for
 
 from helpers import StopAtSync, read_metrics
 
+# Its module-scoped fixtures are made once: every test of this module in one xdist worker.
+pytestmark = pytest.mark.xdist_group("search")
+
 NO_OPTUNA = "the search extra is not installed: uv sync --locked --inexact --extra search"
 # Four steps an epoch, evaluated at each epoch's end: a trial takes well under a second.
 TINY = ["data.num_train=128", "data.num_val=32", "train.batch_size=32", "train.epochs=2",

@@ -19,27 +19,32 @@ from {{ cookiecutter.package_name }}.run_files import RunFiles
 from {{ cookiecutter.package_name }}.train import run
 
 if TYPE_CHECKING:
-    from helpers import StopAtSync
+    from helpers import SharedFolders, StopAtSync
 
 SMALL = ["train.epochs=2", "data.num_train=512", "data.num_val=128"]
 GRID = ["--seeds", "0,1", "--grid", "optim.lr=0.001,0.003"]
 RUN_NAMES = ["lr-0.001_seed-0", "lr-0.001_seed-1", "lr-0.003_seed-0", "lr-0.003_seed-1"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def swept(
-    smoke_config: Path, tmp_path_factory: pytest.TempPathFactory, stop_at_sync: type[StopAtSync]
+    smoke_config: Path, shared_folders: SharedFolders, stop_at_sync: type[StopAtSync]
 ) -> tuple[Path, str]:
-    """A 2 x 2 sweep in which one run was stopped by SIGTERM before the sweep started; the sweep
-    root and what the sweep printed."""
-    root = tmp_path_factory.mktemp("sweep")
-    stopped = load_config(smoke_config, [*SMALL, "optim.lr=0.003", "seed=1",
-                                         f"output_dir={root / RUN_NAMES[3]}"])  # fmt: skip
-    with pytest.raises(PreemptedError):
-        run(stopped, stop_at_sync(2))
-    arguments = ["--config", str(smoke_config), *GRID, "--output-root", str(root), "--jobs", "2"]
-    captured = run_sweep([*arguments, *SMALL])
-    return root, captured
+    """A 2 x 2 sweep in which one run was stopped by SIGTERM before the sweep started, made once
+    per session and only read; the sweep root and what the sweep printed."""
+
+    def sweep_with_a_stopped_run(folder: Path) -> None:
+        root = folder / "sweep"
+        stopped = load_config(smoke_config, [*SMALL, "optim.lr=0.003", "seed=1",
+                                             f"output_dir={root / RUN_NAMES[3]}"])  # fmt: skip
+        with pytest.raises(PreemptedError):
+            run(stopped, stop_at_sync(2))
+        arguments = ["--config", str(smoke_config), *GRID, "--output-root", str(root)]
+        printed = run_sweep([*arguments, "--jobs", "2", *SMALL])
+        (folder / "printed.txt").write_text(printed, encoding="utf-8")
+
+    folder = shared_folders.get("sweep", sweep_with_a_stopped_run)
+    return folder / "sweep", (folder / "printed.txt").read_text(encoding="utf-8")
 
 
 def run_sweep(arguments: list[str]) -> str:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -12,6 +13,9 @@ from {{ cookiecutter.package_name }}.reproducibility import configure_determinis
 from {{ cookiecutter.package_name }}.train import main, run
 
 from helpers import read_metrics, step_losses
+
+if TYPE_CHECKING:
+    from helpers import ReferenceRuns
 
 
 def test_smoke_training_lowers_the_loss(smoke_config: Path, tmp_path: Path) -> None:
@@ -25,9 +29,8 @@ def test_smoke_training_lowers_the_loss(smoke_config: Path, tmp_path: Path) -> N
     assert (tmp_path / "config.yaml").is_file()
 
 
-def test_every_step_is_logged_with_step_epoch_and_loss(smoke_config: Path, tmp_path: Path) -> None:
-    run(load_config(smoke_config, [f"output_dir={tmp_path}", "train.epochs=2"]))
-    steps = [r for r in read_metrics(tmp_path) if "loss" in r]
+def test_every_step_is_logged_with_step_epoch_and_loss(reference_run: ReferenceRuns) -> None:
+    steps = [r for r in read_metrics(reference_run("train.epochs=2")) if "loss" in r]
     assert [r["step"] for r in steps] == list(range(1, len(steps) + 1))
     assert {r["epoch"] for r in steps} == {0, 1}
 
@@ -48,10 +51,12 @@ def test_the_sync_cadence_does_not_change_the_losses(smoke_config: Path, tmp_pat
     assert step_losses(tmp_path / "1") == step_losses(tmp_path / "7")
 
 
-def test_same_seed_gives_identical_losses(smoke_config: Path, tmp_path: Path) -> None:
-    for name in ("first", "second"):
-        run(load_config(smoke_config, [f"output_dir={tmp_path / name}", "train.epochs=2"]))
-    assert step_losses(tmp_path / "first") == step_losses(tmp_path / "second")
+def test_same_seed_gives_identical_losses(
+    smoke_config: Path, tmp_path: Path, reference_run: ReferenceRuns
+) -> None:
+    first = reference_run("train.epochs=2")  # an earlier run of the session, maybe elsewhere
+    run(load_config(smoke_config, [f"output_dir={tmp_path}", "train.epochs=2"]))
+    assert step_losses(tmp_path) == step_losses(first)
 
 
 def test_config_error_exits_2_with_the_key_named(

@@ -20,7 +20,7 @@ from {{ cookiecutter.package_name }}.train import main
 from helpers import read_metrics, step_losses
 
 if TYPE_CHECKING:
-    from helpers import CrashAtSync, StopAtSync, TrainSmoke
+    from helpers import CopyReferenceRun, CrashAtSync, ReferenceRuns, StopAtSync, TrainSmoke
 
 SMOKE_LR, SMOKE_STEPS, STEPS_PER_EPOCH = 0.003, 48, 16  # configs/smoke.yaml
 
@@ -50,9 +50,11 @@ def test_warmup_rises_linearly_then_hands_over_to_the_schedule(train_smoke: Trai
     assert constant[8:] == [pytest.approx(SMOKE_LR)] * (SMOKE_STEPS - 8)
 
 
-def test_warmup_resumes_exactly(train_smoke: TrainSmoke, stop_at_sync: type[StopAtSync]) -> None:
+def test_warmup_resumes_exactly(
+    train_smoke: TrainSmoke, reference_run: ReferenceRuns, stop_at_sync: type[StopAtSync]
+) -> None:
     knobs = ["optim.warmup_steps=12", "optim.scheduler=cosine"]
-    straight = train_smoke("straight", *knobs)
+    straight = reference_run(*knobs)
     with pytest.raises(PreemptedError):  # syncs at steps 10 and 16: stops before warm-up ends
         train_smoke("split", *knobs, stop=stop_at_sync(1))
     split = train_smoke("split", *knobs, "resume=auto")
@@ -60,9 +62,9 @@ def test_warmup_resumes_exactly(train_smoke: TrainSmoke, stop_at_sync: type[Stop
 
 
 def test_max_steps_stops_mid_epoch_and_resume_carries_on_exactly(
-    train_smoke: TrainSmoke,
+    train_smoke: TrainSmoke, reference_run: ReferenceRuns, reference_run_copy: CopyReferenceRun
 ) -> None:
-    stopped = train_smoke("split", "train.max_steps=20")
+    stopped = reference_run_copy("split", "train.max_steps=20")
     assert len(step_losses(stopped)) == 20
     # A schedule is planned over the steps the run will take: cosine reaches ~0 at max_steps.
     cosine = rates(train_smoke("cosine", "train.max_steps=20", "optim.scheduler=cosine"))
@@ -74,13 +76,15 @@ def test_max_steps_stops_mid_epoch_and_resume_carries_on_exactly(
     assert (position["epoch"], position["batches_done"], position["step"]) == (1, 4, 20)
 
     resumed = train_smoke("split", "resume=auto")  # max_steps off: on to the end of epoch 3
-    assert step_losses(resumed) == step_losses(train_smoke("straight"))
+    assert step_losses(resumed) == step_losses(reference_run())
     more_than_the_epochs = train_smoke("epochs-first", "train.max_steps=1000")
     assert len(step_losses(more_than_the_epochs)) == SMOKE_STEPS
 
 
-def test_eval_every_evaluates_mid_epoch_and_best_pt_follows_it(train_smoke: TrainSmoke) -> None:
-    output_dir = train_smoke("run", "train.eval_every=5")
+def test_eval_every_evaluates_mid_epoch_and_best_pt_follows_it(
+    reference_run: ReferenceRuns,
+) -> None:
+    output_dir = reference_run("train.eval_every=5")
     evaluated = evaluations(output_dir)
     assert [r["step"] for r in evaluated] == [5, 10, 15, 16, 20, 25, 30, 32, 35, 40, 45, 48]
     best = min(evaluated, key=lambda r: r["val_loss"])
@@ -93,7 +97,10 @@ def test_eval_every_evaluates_mid_epoch_and_best_pt_follows_it(train_smoke: Trai
 
 
 def test_checkpoint_every_saves_mid_epoch_and_a_crash_resumes_from_there(
-    train_smoke: TrainSmoke, crash_at_sync: type[CrashAtSync], tmp_path: Path
+    train_smoke: TrainSmoke,
+    reference_run: ReferenceRuns,
+    crash_at_sync: type[CrashAtSync],
+    tmp_path: Path,
 ) -> None:
     knobs = ["train.checkpoint_every=6"]
     # Syncs at steps 6 (a save), 10 (a log), 12 (a save): the crash comes before the third.
@@ -107,12 +114,13 @@ def test_checkpoint_every_saves_mid_epoch_and_a_crash_resumes_from_there(
     assert manifest(crashed)["error"] == "RuntimeError: simulated crash at a host sync"
 
     train_smoke("crashed", *knobs, "resume=auto")
-    assert step_losses(crashed) == step_losses(train_smoke("straight", *knobs))
+    assert step_losses(crashed) == step_losses(reference_run(*knobs))
 
 
 @pytest.mark.parametrize("stopped_at_sync", [None, 12])
 def test_early_stopping_ends_the_run_with_exit_0_and_says_why(
     train_smoke: TrainSmoke,
+    reference_run: ReferenceRuns,
     stop_at_sync: type[StopAtSync],
     smoke_config: Path,
     tmp_path: Path,
@@ -137,7 +145,7 @@ def test_early_stopping_ends_the_run_with_exit_0_and_says_why(
     best_before = min(losses[:-2])
     assert all(loss >= best_before - 0.05 for loss in losses[-2:])  # two without a real gain
     if resume:  # the counter of evaluations without a gain survived the stop
-        assert step_losses(output_dir) == step_losses(train_smoke("straight", *knobs))
+        assert step_losses(output_dir) == step_losses(reference_run(*knobs))
 
 
 def test_time_limit_saves_exits_124_and_resume_continues_exactly(
@@ -168,9 +176,12 @@ def test_time_limit_saves_exits_124_and_resume_continues_exactly(
     ids=["all-epochs", "max-steps", "stopped-early"],
 )
 def test_resuming_a_finished_run_trains_nothing_and_leaves_its_files(
-    train_smoke: TrainSmoke, capsys: pytest.CaptureFixture[str], knobs: list[str]
+    train_smoke: TrainSmoke,
+    reference_run_copy: CopyReferenceRun,
+    capsys: pytest.CaptureFixture[str],
+    knobs: list[str],
 ) -> None:
-    output_dir = train_smoke("run", *knobs)
+    output_dir = reference_run_copy("run", *knobs)
     before = {path: path.read_bytes() for path in output_dir.rglob("*") if path.is_file()}
     capsys.readouterr()
     train_smoke("run", *knobs, "resume=auto")

@@ -16,7 +16,6 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from ..errors import DatasetDamagedError, UnreadableImageError
@@ -34,6 +33,10 @@ def read_pixels(path: Path, channels: int, size: int, width: int | None = None) 
     height, width = size, width or size
     if channels not in (1, 3):
         raise UnreadableImageError(f"images decode to 1 or 3 channels, not {channels}")
+    # Imported on first use: every command imports this module, through the dataset registry,
+    # and a run on another dataset need not pay for Pillow's import at start-up.
+    from PIL import Image
+
     try:
         with Image.open(path) as opened:
             image = opened.convert("L" if channels == 1 else "RGB")
