@@ -32,6 +32,28 @@ def read_metrics(run: Path) -> list[dict[str, Any]]:
     return RunFiles(run).read_metrics()
 
 
+# What training computes in a metrics.jsonl record; the rest (samples/s, memory, GPU use) is
+# telemetry, measured from the wall clock and never the same twice.
+TRAINING_KEYS = {
+    "step",
+    "epoch",
+    "lr",
+    "loss",
+    "grad_norm",
+    "train_loss",
+    "val_loss",
+    "val_accuracy",
+}
+
+
+def training_records(run: Path) -> list[dict[str, Any]]:
+    """The run's metrics.jsonl records with only what training computes in them."""
+    return [
+        {key: value for key, value in record.items() if key in TRAINING_KEYS}
+        for record in read_metrics(run)
+    ]
+
+
 def step_losses(run: Path) -> list[float]:
     """The loss of every optimizer step of the run in `run`, in order."""
     return RunFiles(run).step_losses()

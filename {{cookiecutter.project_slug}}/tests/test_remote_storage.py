@@ -34,8 +34,9 @@ moto_server = pytest.importorskip("moto.server")
 s3fs = pytest.importorskip("s3fs")
 
 PACKAGE = "{{ cookiecutter.package_name }}"
-# Long enough to be killed mid-run, short enough for a test: 6 epochs of 8 steps.
-RUN = ("data.num_train=512", "data.num_val=128", "train.epochs=6", "train.log_every=4")
+# Long enough to be killed mid-run after its first uploaded checkpoint (epoch 1 of 40), short
+# enough for a test: 40 epochs of 8 steps, a few seconds on one thread.
+RUN = ("data.num_train=512", "data.num_val=64", "train.epochs=40", "train.log_every=4")
 LAYOUT = RunFiles(Path())
 SECRET = "not-a-real-secret-key"
 

@@ -17,7 +17,7 @@ from {{ cookiecutter.package_name }}.errors import PreemptedError
 from {{ cookiecutter.package_name }}.preemption import TIME_LIMIT_EXIT_CODE, TimeBudget
 from {{ cookiecutter.package_name }}.train import main
 
-from helpers import read_metrics, step_losses
+from helpers import read_metrics, step_losses, training_records
 
 if TYPE_CHECKING:
     from helpers import CopyReferenceRun, CrashAtSync, ReferenceRuns, StopAtSync, TrainSmoke
@@ -58,7 +58,7 @@ def test_warmup_resumes_exactly(
     with pytest.raises(PreemptedError):  # syncs at steps 10 and 16: stops before warm-up ends
         train_smoke("split", *knobs, stop=stop_at_sync(1))
     split = train_smoke("split", *knobs, "resume=auto")
-    assert read_metrics(split) == read_metrics(straight)
+    assert training_records(split) == training_records(straight)
 
 
 def test_max_steps_stops_mid_epoch_and_resume_carries_on_exactly(
