@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import importlib
 import json
+import logging
 import os
 import posixpath
 import shutil
@@ -282,6 +283,10 @@ class Mirror:
 
     def __init__(self, local: Path, remote: Remote, say: Callable[[str], None]) -> None:
         self.local, self.remote, self.say = local, remote, say
+        # A store that drops a connection leaves aiohttp's tasks failed in fsspec's event loop,
+        # which asyncio reports as "Task exception was never retrieved" with a traceback. The
+        # upload's own error is handled below (retried, and said once): keep that noise out.
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         self.pending: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.changed = threading.Condition()
         self.closing = False
