@@ -5,6 +5,7 @@ nothing; bad locations stop with one line before anything is written."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -85,9 +86,14 @@ def new_bucket(s3: S3Server) -> str:
 
 
 def remote_files(url: str) -> dict[str, bytes]:
+    """Every file below `url` (a run's write probe, there for an instant, left out)."""
     fs = s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False)
     root = url.removeprefix("s3://")
-    return {path.removeprefix(root + "/"): fs.cat_file(path) for path in fs.find(root)}
+    found = {}
+    for path in fs.find(root):
+        with contextlib.suppress(FileNotFoundError):  # deleted between the listing and now
+            found[path.removeprefix(root + "/")] = fs.cat_file(path)
+    return found
 
 
 def wait_for(condition: Any, seconds: float = 60) -> None:
