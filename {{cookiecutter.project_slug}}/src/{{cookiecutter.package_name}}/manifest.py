@@ -21,8 +21,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .atomic_files import write_json
 from .run_files import RunFiles
 
@@ -42,6 +40,10 @@ def git_output(*args: str) -> str | None:
 
 
 def describe_environment() -> dict[str, Any]:
+    # Imported here: the pre-commit hook scripts/check_environment.py imports this module for the
+    # lock comparison, in environments without torch (nox's lint session).
+    import torch
+
     status = git_output("status", "--porcelain", "--untracked-files=no")
     packages = installed_packages()
     return {
