@@ -51,6 +51,7 @@ def test_off_stays_a_word_on_the_command_line_and_in_files(tmp_path: Path) -> No
         ("train.early_stop_patience=-1", "train.early_stop_patience=-1 must be 0 or more"),
         ("train.early_stop_min_delta=-0.1", "train.early_stop_min_delta=-0.1 must be 0 or more"),
         ("train.time_limit_minutes=-1", "train.time_limit_minutes=-1.0 must be 0 or more"),
+        ("train.cpu_threads=-1", "train.cpu_threads=-1 must be 0 or more"),
         ("train.max_steps=1.5", "train.max_steps=1.5 should be of type int"),
         ("train=3", "train must be a section"),
         ("seed", "is not key=value"),

@@ -11,7 +11,11 @@ from pathlib import Path
 import pytest
 
 from {{ cookiecutter.package_name }}.health_check import main as health_check
-from {{ cookiecutter.package_name }}.manifest import describe_environment, normalize
+from {{ cookiecutter.package_name }}.manifest import (
+    describe_environment,
+    normalize,
+    without_artifacts,
+)
 
 # Reading uv.lock needs tomllib (Python 3.11+): on 3.10, run.json's lock_differences is None.
 COMPARES_WITH_LOCK = sys.version_info >= (3, 11)
@@ -75,6 +79,21 @@ def test_run_json_lists_every_installed_package_and_the_lock_it_matches(
     assert environment["lock_sha256"] == hashlib.sha256(lock.read_bytes()).hexdigest()
     # nox and scripts/setup_dev.sh install from the lock, so the packages a run needs match it.
     assert environment["lock_differences"] == ([] if COMPARES_WITH_LOCK else None)
+
+
+@pytest.mark.skipif(not COMPARES_WITH_LOCK, reason="comparing with uv.lock needs Python 3.11+")
+def test_the_lock_is_read_whole_but_for_its_download_lists(project_root: Path) -> None:
+    """run.json parses uv.lock without its sdist and wheels entries, for speed: everything else
+    must come out as a full parse gives it."""
+    import tomllib
+
+    text = (project_root / "uv.lock").read_text(encoding="utf-8")
+    full = tomllib.loads(text)
+    assert any("wheels" in package for package in full["package"])  # this lock has them
+    for package in full["package"]:
+        package.pop("sdist", None)
+        package.pop("wheels", None)
+    assert tomllib.loads(without_artifacts(text)) == full
 
 
 @pytest.mark.skipif(not COMPARES_WITH_LOCK, reason="comparing with uv.lock needs Python 3.11+")

@@ -1,6 +1,7 @@
 """The knobs long runs need: warm-up, max_steps, mid-epoch evaluation and checkpoints, early
-stopping and a time limit. Each keeps a resumed run exact. (Gradient accumulation, which must
-train like a bigger batch, is tested with the other batch splits in test_distributed.py.)"""
+stopping, a time limit, CPU threads. Each keeps a resumed run exact. (Gradient accumulation,
+which must train like a bigger batch, is tested with the other batch splits in
+test_distributed.py.)"""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+import torch
 
 from {{ cookiecutter.package_name }}.checkpoint import load_checkpoint
 from {{ cookiecutter.package_name }}.errors import PreemptedError
@@ -196,3 +198,12 @@ def test_the_time_budget_runs_out_only_after_its_minutes() -> None:
     assert not budget.spent()
     time.sleep(0.05)
     assert budget.spent()
+
+
+def test_cpu_threads_sets_torchs_threads_for_the_run(train_smoke: TrainSmoke) -> None:
+    before = torch.get_num_threads()  # 1 in every test process (conftest.py)
+    try:
+        train_smoke("run", "train.cpu_threads=2", "train.epochs=1", "data.num_train=128")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -96,6 +96,10 @@ class TrainConfig:
     amp: Literal["off", "bf16", "fp16"] = "off"  # mixed precision on CUDA; ignored on CPU
     compile: bool = False  # torch.compile the model (needs a C compiler on CPU)
     device: str = "auto"  # "auto" picks CUDA when available
+    # torch's threads for CPU work in this process; 0: torch's choice (OMP_NUM_THREADS where set,
+    # as sweep and search set it per job, else one per core). A tiny model trains faster on one:
+    # more threads only synchronise, and spin on cores another process needs (smoke.yaml: 1).
+    cpu_threads: int = 0
     require_loss_decrease: bool = True  # fail the run if the last epoch is no better than the first
     # Steps between host syncs (syncs also come at each epoch's end and wherever an evaluation or
     # checkpoint is due): every step's loss is still logged, the gradient norm at the syncs;
@@ -175,6 +179,7 @@ NON_NEGATIVE = (
     "train.time_limit_minutes",
     "upload_wait_seconds",
     "train.metrics_port",
+    "train.cpu_threads",
 )
 
 

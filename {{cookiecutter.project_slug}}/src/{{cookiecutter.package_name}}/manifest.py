@@ -107,7 +107,7 @@ def lock_differences(lock_text: str, packages: dict[str, str]) -> list[str] | No
         toml = importlib.import_module("tomllib")
     except ModuleNotFoundError:  # Python 3.10: tomllib is new in 3.11
         return None
-    entries = toml.loads(lock_text).get("package", [])
+    entries = toml.loads(without_artifacts(lock_text)).get("package", [])
     locked: dict[str, list[dict[str, Any]]] = {}
     for entry in entries:
         locked.setdefault(entry["name"], []).append(entry)
@@ -119,6 +119,22 @@ def lock_differences(lock_text: str, packages: dict[str, str]) -> list[str] | No
             listed = " or ".join(sorted(pinned))
             differences.append(f"{name} {version} installed, {LOCK_FILE} has {listed}")
     return differences
+
+
+def without_artifacts(lock_text: str) -> str:
+    """uv.lock less its `sdist = {...}` lines and `wheels = [...]` lists: the URLs and hashes of
+    the files to download, which are two thirds of the text and which nothing here reads. Parsing
+    what is left takes a tenth of the time (about 0.1 s less at every run's start)."""
+    kept: list[str] = []
+    in_wheels = False
+    for line in lock_text.splitlines(keepends=True):
+        if in_wheels:
+            in_wheels = line.strip() != "]"
+        elif line.startswith("wheels = ["):
+            in_wheels = not line.rstrip().endswith("]")
+        elif not line.startswith("sdist = "):
+            kept.append(line)
+    return "".join(kept)
 
 
 def runtime_closure(locked: dict[str, list[dict[str, Any]]]) -> set[str]:

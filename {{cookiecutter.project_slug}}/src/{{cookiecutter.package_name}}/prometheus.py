@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 
 import torch.distributed as dist
-from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from .distributed import DistributedContext
 from .errors import ConfigError
@@ -58,6 +57,10 @@ class PrometheusSink:
     """Gauges for one rank, served from a thread of this process until `close`."""
 
     def __init__(self, host: str, port: int, context: DistributedContext) -> None:
+        # Imported here, not above: prometheus_client takes ~0.1 s to import, and every run
+        # imports this module while few serve metrics.
+        from prometheus_client import CollectorRegistry, Gauge, start_http_server
+
         self.registry = CollectorRegistry()  # not the global one: a process may train twice
         self.gauges = {
             name: Gauge(name, help_text, ["rank"], registry=self.registry).labels(str(context.rank))

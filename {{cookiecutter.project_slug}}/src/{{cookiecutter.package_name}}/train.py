@@ -76,6 +76,8 @@ def run(
 ) -> dict[str, float]:
     """Train as `config` says, on one process or under torchrun; returns the final metrics."""
     configure_determinism(config.train.deterministic, compiling=config.train.compile)
+    if config.train.cpu_threads:
+        torch.set_num_threads(config.train.cpu_threads)
     seed_everything(config.seed)
     # train.device=cpu on a GPU machine must join a gloo group, not NCCL.
     context = start_distributed(torch.device(device_type(config.train.device)))
