@@ -3,10 +3,11 @@
 CHECK_COMBINATIONS get the fast checks (`nox -s combinations -- odd-text` runs one row); the rows
 named in SMOKE_COMBINATIONS are also installed and run through their own nox, e.g.
 `nox -s "smoke(tensorboard)"`. The default smoke row runs the baked project's whole `nox`; the
-tracking rows run its lock check and smoke-train, and of the tests only those that read the
-tracking backend (test_tracking.py, test_config.py): every other test trains configs/smoke.yaml,
-whose backend is `none`, and would repeat the default row to the bit, and the combinations
-session has already run every row's pre-commit hooks (ruff, mypy --strict, ...).
+other rows run its lock check and, of the tests, only those that read what the row changes
+(test_tracking.py and test_config.py for the tracking backend): every other test, and the
+smoke-train, trains configs/smoke.yaml, whose backend is `none`, and would repeat the default
+row to the bit, and the combinations session has already run every row's pre-commit hooks
+(ruff, mypy --strict, ...).
 
 The file set each row must bake into is here too: DEFAULT_FILES (the default bake's, exactly) and
 FILES_FOR_OPTION (the files a yes/no option adds). The post-gen hook keeps its own list of what to
@@ -229,7 +230,7 @@ SMOKE_COMBINATIONS = {
     "mlflow": "tracking-mlflow",
     "gitlab": "gitlab",
 }
-# The tests a smoke row runs besides lock and smoke-train (the default row runs them all): those
+# The tests a smoke row runs besides its lock check (the default row runs them all): those
 # that read what the row changes. Tracking rows: the backend; the GitLab row: its bot scripts.
 TRACKING_TESTS = ["tests/test_tracking.py", "tests/test_config.py"]
 SMOKE_TESTS = {

@@ -5,10 +5,15 @@ gitlab-ci-local 4.56 is the last line that runs on Node 20; newer releases need 
 evaluates each job's `rules:` (`--list-json` prints `when: never` for a job left out), but not
 `workflow:rules`, so `pipeline_jobs` evaluates those with gitlab-ci-local's own rule evaluator
 (`Utils.getRulesResult`, the function behind every job's rules) through node.
+
+Installing it takes about two minutes of CPU on a machine without it: npm builds its `re2`
+dependency from source when, as here, GitHub's prebuilt binaries cannot be downloaded. It is
+installed once per machine, into a cache folder.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -39,19 +44,33 @@ def install_gitlab_ci_local() -> Path | None:
     """The folder holding node_modules/gitlab-ci-local, installed with npm if it is not there
     yet; None when this machine has no npm (the caller skips, saying so)."""
     folder = install_folder()
-    package = folder / "node_modules" / "gitlab-ci-local" / "package.json"
-    if package.is_file() and json.loads(package.read_text())["version"] == GITLAB_CI_LOCAL_VERSION:
-        return folder
     npm = shutil.which("npm")
-    if npm is None:
+    if npm is None and not is_installed(folder):
         return None
-    folder.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [npm, "install", "--prefix", str(folder), "--no-audit", "--no-fund", "--no-save",
-         f"gitlab-ci-local@{GITLAB_CI_LOCAL_VERSION}"],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # One install at a time (two sessions' tests on one machine): the others wait for it.
+    with (folder.parent / f"{folder.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not is_installed(folder):
+            # Into a folder beside it, renamed when complete: an install cut short is never
+            # taken for a finished one.
+            partial = folder.with_name(f"{folder.name}.partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            subprocess.run(
+                [str(npm), "install", "--prefix", str(partial), "--no-audit", "--no-fund",
+                 "--no-save", f"gitlab-ci-local@{GITLAB_CI_LOCAL_VERSION}"],
+                check=True, capture_output=True, text=True,
+            )  # fmt: skip
+            shutil.rmtree(folder, ignore_errors=True)
+            partial.rename(folder)
     return folder
+
+
+def is_installed(folder: Path) -> bool:
+    package = folder / "node_modules" / "gitlab-ci-local" / "package.json"
+    if not package.is_file():
+        return False
+    return bool(json.loads(package.read_text())["version"] == GITLAB_CI_LOCAL_VERSION)
 
 
 def pipeline_jobs(installed: Path, project: Path, variables: dict[str, str]) -> set[str]:
