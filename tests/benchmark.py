@@ -199,6 +199,9 @@ def markdown(results: dict[str, Any]) -> str:
         ("smoke-train CLI (`python -m <package>.train --config configs/smoke.yaml`)", "smoke_cli"),
         ("`python -c 'import torch'`", "import_torch"),
         ("`python -c 'import <package>.train'`", "import_train"),
+        # torch.optim's optimizers import torch._dynamo when first built and stepped
+        # (torch/optim/optimizer.py), so every training process pays for it.
+        ("`python -c 'import torch, torch._dynamo'` (what torch.optim imports)", "import_dynamo"),
     ):
         lines.append(f"| {label} | {seconds(results[key])} |")
     lines += ["", "## Training loops", "", method(results["rounds"]), ""]
@@ -233,6 +236,9 @@ def main(project: Path, output_dir: Path, setting: Setting = FULL) -> None:
         results["bake"] = wall([bake for _ in runs], Path(scratch), {**os.environ, **GIT_IDENTITY})
     results["import_torch"] = wall([[*python, "import torch"] for _ in runs], project)
     results["import_train"] = wall([[*python, f"import {package}.train"] for _ in runs], project)
+    results["import_dynamo"] = wall(
+        [[*python, "import torch, torch._dynamo"] for _ in runs], project
+    )
     with tempfile.TemporaryDirectory() as scratch:
         # A folder of its own for each run: a run refuses a folder that holds another run's files.
         smoke = [sys.executable, "-m", f"{package}.train", "--config", "configs/smoke.yaml"]
