@@ -1,13 +1,15 @@
 """Run folders on S3, for real: a moto S3 server on 127.0.0.1 (what s3fs's own tests use), real
 s3fs and botocore. A run killed on one machine resumes exactly on another with an empty cache;
 evaluate, report, tag_run and sync read remote runs; a store that goes down mid-run loses
-nothing; bad locations stop with one line before anything is written."""
+nothing; a search keeps its trials in a bucket and its killed trials go on from there; bad
+locations stop with one line before anything is written."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -20,13 +22,22 @@ from typing import Any
 
 import pytest
 
-from {{ cookiecutter.package_name }} import evaluate, report, storage, sweep, tag_run
+from {{ cookiecutter.package_name }} import evaluate, report, search, storage, sweep, tag_run
 from {{ cookiecutter.package_name }}.config import load_config
 from {{ cookiecutter.package_name }}.run_files import RunFiles
+from {{ cookiecutter.package_name }}.search_worker import last_evaluation
 from {{ cookiecutter.package_name }}.train import main as train
 from {{ cookiecutter.package_name }}.train import run
 
-from helpers import step_losses
+from helpers import (
+    LONGER_TRIAL,
+    NO_OPTUNA,
+    SEARCH_SPACE,
+    TINY_TRIAL,
+    run_search,
+    search_until_killed,
+    step_losses,
+)
 
 # Its module-scoped fixtures are made once: every test of this module in one xdist worker.
 pytestmark = pytest.mark.xdist_group("s3")
@@ -281,3 +292,150 @@ def test_missing_credentials_are_one_line(
     assert train(["--config", str(smoke_config), f"output_dir={url}"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" in line
+
+
+def records(data: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def searched_in_a_bucket(
+    s3: S3Server, smoke_config: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[list[str], str, Path, str]:
+    """A finished 2-trial search with runs_root in a bucket, on a machine whose cache is its
+    own: the command, the study's URL, the cache and what the search printed."""
+    pytest.importorskip("optuna", reason=NO_OPTUNA)
+    cache = tmp_path_factory.mktemp("search-cache")
+    root = f"s3://{new_bucket(s3)}/runs"
+    arguments = ["--config", str(smoke_config), "--trials", "2", *SEARCH_SPACE, *TINY_TRIAL,
+                 f"runs_root={root}"]  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(cache))
+        printed = run_search(arguments)
+    return arguments, f"{root}/smoke/search/lr_width", cache, printed
+
+
+def test_a_search_into_a_bucket_keeps_its_trials_and_best_json_there(
+    searched_in_a_bucket: tuple[list[str], str, Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, study, cache, printed = searched_in_a_bucket
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    files = remote_files(study)
+    assert {name.split("/", 1)[0] for name in files} == {"best.json", "trial-0000", "trial-0001"}
+    values = {}
+    for number in range(2):
+        trial = f"trial-{number:04d}"
+        manifest = json.loads(files[f"{trial}/{LAYOUT.manifest.as_posix()}"])
+        assert manifest["status"] == "completed"
+        assert manifest["output_uri"] == f"{study}/{trial}"
+        assert manifest["search"]["trial"] == number
+        assert f"{trial}/{LAYOUT.last.as_posix()}" in files
+        values[number] = records(files[f"{trial}/{LAYOUT.metrics.as_posix()}"])[-1]["val_loss"]
+        assert last_evaluation(f"{study}/{trial}", "val_loss") == values[number]
+        assert not storage.staging_folder(f"{study}/{trial}").exists()  # uploaded, then removed
+    best = json.loads(files["best.json"])
+    number = min(values, key=lambda trial: values[trial])
+    assert (best["trial"], best["value"]) == (number, values[number])
+    assert best["run"] == f"{study}/trial-{number:04d}"
+    assert not any(SECRET.encode() in data for data in files.values())  # no credentials
+    # The study and the trials' console output stay on this machine, where the first line says.
+    here = storage.local_side(study, "searches")
+    assert f"the study itself is on this machine, in {here / 'study.db'}" in printed
+    assert "--storage URL" in printed
+    assert (here / "study.db").is_file()
+    assert "trial 1: complete" in printed
+    assert "run folder: " in (here / "trial-0001" / LAYOUT.train_log.name).read_text("utf-8")
+
+
+def test_a_search_in_a_bucket_run_again_trains_nothing_and_is_reported_there(
+    searched_in_a_bucket: tuple[list[str], str, Path, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    arguments, study, cache, _ = searched_in_a_bucket
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    before = remote_files(study)
+    printed = run_search(arguments)
+    assert f"study lr_width in {study}: 2 of 2 trials finished" in printed
+    assert remote_files(study) == before
+    # The plots are test_search.py's: here the tables, read from the bucket and written back.
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert report.main([study]) == 0
+    assert f"uploaded the report to {study}/report" in capsys.readouterr().out
+    text = remote_files(f"{study}/report")["report.md"].decode("utf-8")
+    best = json.loads(before["best.json"])
+    assert "## Search: study lr_width (val_loss, minimize)" in text
+    assert f"Best: trial {best['trial']}, val_loss {best['value']:.4f}, optim.lr=" in text
+    assert f"| {best['trial']} | trial-000{best['trial']} | completed |" in text
+
+
+@pytest.mark.parametrize(
+    ("hang_at_sync", "killed_after", "then"),
+    [
+        (3, LAYOUT.last, "at epoch 1, step 4"),  # resumed from the last.pt in the bucket
+        (2, LAYOUT.manifest, "not found; starting over"),  # no checkpoint yet: again, in place
+    ],
+)
+def test_a_killed_trial_in_a_bucket_goes_on_from_there(
+    s3: S3Server, smoke_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    hang_at_sync: int, killed_after: Path, then: str,
+) -> None:  # fmt: skip
+    """SIGKILL mid-trial (a forked search, as test_search.py kills one): the same command fails
+    the trial and runs its values again in its folder on the store, with what the dead process
+    left in its staging copy settled first."""
+    optuna = pytest.importorskip("optuna", reason=NO_OPTUNA)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root = f"s3://{new_bucket(s3)}/runs"
+    study, killed = f"{root}/smoke/search/lr_width", f"{root}/smoke/search/lr_width/trial-0000"
+    arguments = ["--config", str(smoke_config), "--trials", "1", *SEARCH_SPACE, *LONGER_TRIAL,
+                 f"runs_root={root}"]  # fmt: skip
+    process = multiprocessing.get_context("fork").Process(
+        target=search_until_killed, args=(arguments, tmp_path, hang_at_sync), daemon=True
+    )
+    process.start()
+    try:
+        wait_for(lambda: killed_after.as_posix() in remote_files(killed) or not process.is_alive())
+    finally:
+        process.kill()
+        process.join(timeout=60)
+    assert process.exitcode == -signal.SIGKILL, "the search ended before it could be killed"
+    assert any(storage.staging_folder(killed).iterdir())  # left behind by the kill
+
+    printed = run_search(arguments)
+    assert "trial 0: its process died; it runs again from " + killed in printed
+    files = remote_files(killed)
+    manifest = json.loads(files[LAYOUT.manifest.as_posix()])
+    assert (manifest["status"], manifest["search"]["rerun_of"]) == ("completed", 0)
+    here = storage.local_side(study, "searches")
+    assert then in (here / "trial-0000" / LAYOUT.train_log.name).read_text("utf-8")
+    assert not storage.staging_folder(killed).exists()
+    loaded = optuna.load_study(study_name="lr_width", storage=f"sqlite:///{here / 'study.db'}")
+    assert [trial.state.name for trial in loaded.get_trials()] == ["FAIL", "COMPLETE"]
+    assert sorted({name.split("/", 1)[0] for name in remote_files(study)}) == [
+        "best.json", "trial-0000",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--slurm", "--dry-run", "runs_root=s3://BUCKET/runs"],
+         "--slurm with runs_root=s3://BUCKET/runs: the array's workers"),
+        (["runs_root=s3://no-such-bucket-here/runs"], "create the bucket first"),
+    ],
+)  # fmt: skip
+def test_bad_search_into_a_bucket_is_one_line_and_writes_nothing(
+    s3: S3Server, smoke_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], arguments: list[str], message: str,
+) -> None:  # fmt: skip
+    pytest.importorskip("optuna", reason=NO_OPTUNA)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    bucket = new_bucket(s3)
+    arguments = [argument.replace("BUCKET", bucket) for argument in arguments]
+    base = ["--config", str(smoke_config), "--trials", "2", *SEARCH_SPACE]
+    assert search.main([*base, *arguments]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert message.replace("BUCKET", bucket) in line
+    assert sorted(path.name for path in tmp_path.iterdir()) == []  # no outputs/, no cache
+    assert remote_files(f"s3://{bucket}") == {}
