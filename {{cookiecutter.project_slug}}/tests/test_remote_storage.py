@@ -22,7 +22,15 @@ from typing import Any
 
 import pytest
 
-from {{ cookiecutter.package_name }} import evaluate, report, search, storage, sweep, tag_run
+from {{ cookiecutter.package_name }} import (
+    evaluate,
+    remote_runs,
+    report,
+    search,
+    storage,
+    sweep,
+    tag_run,
+)
 from {{ cookiecutter.package_name }}.config import load_config
 from {{ cookiecutter.package_name }}.run_files import RunFiles
 from {{ cookiecutter.package_name }}.search_worker import last_evaluation
@@ -30,7 +38,6 @@ from {{ cookiecutter.package_name }}.train import main as train
 from {{ cookiecutter.package_name }}.train import run
 
 from helpers import (
-    LONGER_TRIAL,
     NO_OPTUNA,
     SEARCH_SPACE,
     TINY_TRIAL,
@@ -302,17 +309,37 @@ def records(data: bytes) -> list[dict[str, Any]]:
 def searched_in_a_bucket(
     s3: S3Server, smoke_config: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[list[str], str, Path, str]:
-    """A finished 2-trial search with runs_root in a bucket, on a machine whose cache is its
-    own: the command, the study's URL, the cache and what the search printed."""
-    pytest.importorskip("optuna", reason=NO_OPTUNA)
-    cache = tmp_path_factory.mktemp("search-cache")
+    """A 1-trial search with runs_root in a bucket, on a machine whose cache is its own: its
+    trial SIGKILLed after its first uploaded checkpoint (a forked search, as test_search.py kills
+    one), then the same command, which runs that trial again (as trial 1, in its folder). The
+    command, the study's URL, the cache and what the second search printed. One trial: choosing
+    the best of several is test_search.py's, and each trial on S3 costs seconds of CPU."""
+    optuna = pytest.importorskip("optuna", reason=NO_OPTUNA)
+    # Optuna's SQLite storage takes ~2 s of CPU to load the first time: loaded before the fork,
+    # the killed search and the one after it do not each pay for it.
+    optuna.storages.RDBStorage("sqlite:///:memory:")
+    scratch = tmp_path_factory.mktemp("search")
     root = f"s3://{new_bucket(s3)}/runs"
-    arguments = ["--config", str(smoke_config), "--trials", "2", *SEARCH_SPACE, *TINY_TRIAL,
+    study = f"{root}/smoke/search/lr_width"
+    arguments = ["--config", str(smoke_config), "--trials", "1", *SEARCH_SPACE, *TINY_TRIAL,
                  f"runs_root={root}"]  # fmt: skip
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("XDG_CACHE_HOME", str(cache))
+        patch.setenv("XDG_CACHE_HOME", str(scratch / "cache"))
+        # The third read of its stop request: the sync of step 8, after last.pt at step 4.
+        process = multiprocessing.get_context("fork").Process(
+            target=search_until_killed, args=(arguments, scratch, 3), daemon=True
+        )
+        process.start()
+        killed = storage.open_remote(f"{study}/trial-0000")
+        try:
+            wait_for(lambda: killed.exists(LAYOUT.last.as_posix()) or not process.is_alive())
+        finally:
+            process.kill()
+            process.join(timeout=60)
+        assert process.exitcode == -signal.SIGKILL, "the search ended before it could be killed"
+        assert any(storage.staging_folder(killed.url).iterdir())  # what the kill left behind
         printed = run_search(arguments)
-    return arguments, f"{root}/smoke/search/lr_width", cache, printed
+    return arguments, study, scratch / "cache", printed
 
 
 def test_a_search_into_a_bucket_keeps_its_trials_and_best_json_there(
@@ -321,30 +348,40 @@ def test_a_search_into_a_bucket_keeps_its_trials_and_best_json_there(
     _, study, cache, printed = searched_in_a_bucket
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     files = remote_files(study)
-    assert {name.split("/", 1)[0] for name in files} == {"best.json", "trial-0000", "trial-0001"}
-    values = {}
-    for number in range(2):
-        trial = f"trial-{number:04d}"
-        manifest = json.loads(files[f"{trial}/{LAYOUT.manifest.as_posix()}"])
-        assert manifest["status"] == "completed"
-        assert manifest["output_uri"] == f"{study}/{trial}"
-        assert manifest["search"]["trial"] == number
-        assert f"{trial}/{LAYOUT.last.as_posix()}" in files
-        values[number] = records(files[f"{trial}/{LAYOUT.metrics.as_posix()}"])[-1]["val_loss"]
-        assert last_evaluation(f"{study}/{trial}", "val_loss") == values[number]
-        assert not storage.staging_folder(f"{study}/{trial}").exists()  # uploaded, then removed
+    assert {name.split("/", 1)[0] for name in files} == {"best.json", "trial-0000"}
+    manifest = json.loads(files[f"trial-0000/{LAYOUT.manifest.as_posix()}"])
+    assert manifest["status"] == "completed"
+    assert manifest["output_uri"] == f"{study}/trial-0000"
+    assert manifest["search"]["trial"] == 1  # trial 0's values again, in its folder
+    assert f"trial-0000/{LAYOUT.last.as_posix()}" in files
+    value = records(files[f"trial-0000/{LAYOUT.metrics.as_posix()}"])[-1]["val_loss"]
+    assert last_evaluation(f"{study}/trial-0000", "val_loss") == value
+    assert not storage.staging_folder(f"{study}/trial-0000").exists()  # uploaded, then removed
     best = json.loads(files["best.json"])
-    number = min(values, key=lambda trial: values[trial])
-    assert (best["trial"], best["value"]) == (number, values[number])
-    assert best["run"] == f"{study}/trial-{number:04d}"
+    assert (best["trial"], best["value"], best["trials"]) == (1, value, {"fail": 1, "complete": 1})
+    assert best["run"] == f"{study}/trial-0000"
     assert not any(SECRET.encode() in data for data in files.values())  # no credentials
-    # The study and the trials' console output stay on this machine, where the first line says.
+    # The study and the trials' console output stay on this machine, where the search says.
     here = storage.local_side(study, "searches")
     assert f"the study itself is on this machine, in {here / 'study.db'}" in printed
     assert "--storage URL" in printed
-    assert (here / "study.db").is_file()
-    assert "trial 1: complete" in printed
-    assert "run folder: " in (here / "trial-0001" / LAYOUT.train_log.name).read_text("utf-8")
+    assert f"run folder: {study}/trial-0000" in (here / "trial-0000" / "train.log").read_text()
+
+
+def test_a_trial_killed_in_a_bucket_goes_on_from_its_checkpoint_there(
+    searched_in_a_bucket: tuple[list[str], str, Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    optuna = pytest.importorskip("optuna", reason=NO_OPTUNA)
+    _, study, cache, printed = searched_in_a_bucket
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    assert f"trial 0: its process died; it runs again from {study}/trial-0000" in printed
+    manifest = json.loads(remote_files(study)[f"trial-0000/{LAYOUT.manifest.as_posix()}"])
+    assert manifest["search"]["rerun_of"] == 0
+    here = storage.local_side(study, "searches")
+    log = (here / "trial-0000" / LAYOUT.train_log.name).read_text("utf-8")
+    assert "at epoch 1, step 4" in log  # resumed from the last.pt in the bucket
+    loaded = optuna.load_study(study_name="lr_width", storage=f"sqlite:///{here / 'study.db'}")
+    assert [trial.state.name for trial in loaded.get_trials()] == ["FAIL", "COMPLETE"]
 
 
 def test_a_search_in_a_bucket_run_again_trains_nothing_and_is_reported_there(
@@ -356,7 +393,7 @@ def test_a_search_in_a_bucket_run_again_trains_nothing_and_is_reported_there(
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     before = remote_files(study)
     printed = run_search(arguments)
-    assert f"study lr_width in {study}: 2 of 2 trials finished" in printed
+    assert f"study lr_width in {study}: 1 of 1 trials finished" in printed
     assert remote_files(study) == before
     # The plots are test_search.py's: here the tables, read from the bucket and written back.
     monkeypatch.setitem(sys.modules, "matplotlib", None)
@@ -366,54 +403,29 @@ def test_a_search_in_a_bucket_run_again_trains_nothing_and_is_reported_there(
     best = json.loads(before["best.json"])
     assert "## Search: study lr_width (val_loss, minimize)" in text
     assert f"Best: trial {best['trial']}, val_loss {best['value']:.4f}, optim.lr=" in text
-    assert f"| {best['trial']} | trial-000{best['trial']} | completed |" in text
+    assert f"| {best['trial']} | {best['run'].rsplit('/', 1)[1]} | completed |" in text
 
 
-@pytest.mark.parametrize(
-    ("hang_at_sync", "killed_after", "then"),
-    [
-        (3, LAYOUT.last, "at epoch 1, step 4"),  # resumed from the last.pt in the bucket
-        (2, LAYOUT.manifest, "not found; starting over"),  # no checkpoint yet: again, in place
-    ],
-)
-def test_a_killed_trial_in_a_bucket_goes_on_from_there(
-    s3: S3Server, smoke_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    hang_at_sync: int, killed_after: Path, then: str,
-) -> None:  # fmt: skip
-    """SIGKILL mid-trial (a forked search, as test_search.py kills one): the same command fails
-    the trial and runs its values again in its folder on the store, with what the dead process
-    left in its staging copy settled first."""
-    optuna = pytest.importorskip("optuna", reason=NO_OPTUNA)
+def test_a_dead_trials_staging_copy_is_settled_before_it_runs_again(
+    s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed before its first checkpoint reached the store: a last.pt only here is uploaded
+    (the trial goes on from it), files without one are dropped (the trial starts over)."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    root = f"s3://{new_bucket(s3)}/runs"
-    study, killed = f"{root}/smoke/search/lr_width", f"{root}/smoke/search/lr_width/trial-0000"
-    arguments = ["--config", str(smoke_config), "--trials", "1", *SEARCH_SPACE, *LONGER_TRIAL,
-                 f"runs_root={root}"]  # fmt: skip
-    process = multiprocessing.get_context("fork").Process(
-        target=search_until_killed, args=(arguments, tmp_path, hang_at_sync), daemon=True
-    )
-    process.start()
-    try:
-        wait_for(lambda: killed_after.as_posix() in remote_files(killed) or not process.is_alive())
-    finally:
-        process.kill()
-        process.join(timeout=60)
-    assert process.exitcode == -signal.SIGKILL, "the search ended before it could be killed"
-    assert any(storage.staging_folder(killed).iterdir())  # left behind by the kill
+    root = f"s3://{new_bucket(s3)}"
 
-    printed = run_search(arguments)
-    assert "trial 0: its process died; it runs again from " + killed in printed
-    files = remote_files(killed)
-    manifest = json.loads(files[LAYOUT.manifest.as_posix()])
-    assert (manifest["status"], manifest["search"]["rerun_of"]) == ("completed", 0)
-    here = storage.local_side(study, "searches")
-    assert then in (here / "trial-0000" / LAYOUT.train_log.name).read_text("utf-8")
-    assert not storage.staging_folder(killed).exists()
-    loaded = optuna.load_study(study_name="lr_width", storage=f"sqlite:///{here / 'study.db'}")
-    assert [trial.state.name for trial in loaded.get_trials()] == ["FAIL", "COMPLETE"]
-    assert sorted({name.split("/", 1)[0] for name in remote_files(study)}) == [
-        "best.json", "trial-0000",
-    ]  # fmt: skip
+    def stage(name: str, *paths: Path) -> None:
+        for path in paths:
+            staged = storage.staging_folder(f"{root}/{name}") / path
+            staged.parent.mkdir(parents=True, exist_ok=True)
+            staged.write_bytes(b"{}")
+
+    stage("only-here", LAYOUT.manifest, LAYOUT.last)
+    stage("nothing", LAYOUT.manifest, LAYOUT.metrics)
+    for name in ("only-here", "nothing"):
+        remote_runs.settle_for_rerun(f"{root}/{name}")
+    assert sorted(remote_files(root)) == ["only-here/checkpoints/last.pt", "only-here/run.json"]
+    assert not storage.staging_folder(f"{root}/nothing").exists()
 
 
 @pytest.mark.parametrize(
