@@ -1,6 +1,6 @@
 """Helpers the test modules share (conftest.py holds only fixtures): reading a run's records,
 folders built once per session (reference runs), stand-ins for SIGTERM and for a crash, tiny
-MNIST files and image folders."""
+searches and a search that hangs to be killed, tiny MNIST files and image folders."""
 
 from __future__ import annotations
 
@@ -10,17 +10,21 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import torch
 from filelock import FileLock
 from PIL import Image, ImageDraw
 
+from {{ cookiecutter.package_name }} import search
 from {{ cookiecutter.package_name }}.config import load_config, to_dict
 from {{ cookiecutter.package_name }}.preemption import StopRequest
 from {{ cookiecutter.package_name }}.run_files import RunFiles
@@ -166,6 +170,41 @@ class CrashAtSync(StopAtSync):
 
     def at_that_sync(self) -> None:
         raise RuntimeError("simulated crash at a host sync")
+
+
+NO_OPTUNA = "the search extra is not installed: uv sync --locked --inexact --extra search"
+# A search's trials: four steps an epoch, evaluated at each epoch's end, well under a second.
+TINY_TRIAL = ["data.num_train=128", "data.num_val=32", "train.batch_size=32", "train.epochs=2",
+              "model.width=4", "train.require_loss_decrease=false"]  # fmt: skip
+# 16 steps: last.pt at step 4, syncs at 4, 8, 10, 12, 16
+LONGER_TRIAL = [*TINY_TRIAL, "train.epochs=4"]
+SEARCH_SPACE = ["--space", "optim.lr=log:0.001:0.01", "--space", "model.width=int:4:8"]
+
+
+def run_search(arguments: list[str]) -> str:
+    """search.main's exit code must be 0; returns what it printed."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert search.main(arguments) == 0, printed.getvalue()
+    return printed.getvalue()
+
+
+class HangAtSync(StopAtSync):
+    """Stops the process for good at the n-th host sync, so that a kill lands mid-trial."""
+
+    def at_that_sync(self) -> None:
+        time.sleep(600)
+
+
+def search_until_killed(arguments: list[str], folder: Path, sync: int) -> None:
+    """A search in a forked process (torch is imported already: no start-up to wait for) that
+    hangs at the `sync`-th read of its stop request: the worker reads it once, then its first
+    trial at each host sync (of LONGER_TRIAL, 3: step 8, after last.pt at step 4; 2: step 4,
+    before its first checkpoint)."""
+    # The parent's OpenMP threads do not survive a fork: one thread, or the first op hangs.
+    torch.set_num_threads(1)
+    os.chdir(folder)
+    search.search(search.parse_arguments(arguments), HangAtSync(sync))
 
 
 class WriteIdx(Protocol):

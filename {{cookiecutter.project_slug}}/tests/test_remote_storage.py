@@ -1,13 +1,15 @@
 """Run folders on S3, for real: a moto S3 server on 127.0.0.1 (what s3fs's own tests use), real
 s3fs and botocore. A run killed on one machine resumes exactly on another with an empty cache;
 evaluate, report, tag_run and sync read remote runs; a store that goes down mid-run loses
-nothing; bad locations stop with one line before anything is written."""
+nothing; a search keeps its trials in a bucket and its killed trials go on from there; bad
+locations stop with one line before anything is written."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -20,13 +22,29 @@ from typing import Any
 
 import pytest
 
-from {{ cookiecutter.package_name }} import evaluate, report, storage, sweep, tag_run
+from {{ cookiecutter.package_name }} import (
+    evaluate,
+    remote_runs,
+    report,
+    search,
+    storage,
+    sweep,
+    tag_run,
+)
 from {{ cookiecutter.package_name }}.config import load_config
 from {{ cookiecutter.package_name }}.run_files import RunFiles
+from {{ cookiecutter.package_name }}.search_worker import last_evaluation
 from {{ cookiecutter.package_name }}.train import main as train
 from {{ cookiecutter.package_name }}.train import run
 
-from helpers import step_losses
+from helpers import (
+    NO_OPTUNA,
+    SEARCH_SPACE,
+    TINY_TRIAL,
+    run_search,
+    search_until_killed,
+    step_losses,
+)
 
 # Its module-scoped fixtures are made once: every test of this module in one xdist worker.
 pytestmark = pytest.mark.xdist_group("s3")
@@ -281,3 +299,155 @@ def test_missing_credentials_are_one_line(
     assert train(["--config", str(smoke_config), f"output_dir={url}"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" in line
+
+
+def records(data: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def searched_in_a_bucket(
+    s3: S3Server, smoke_config: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[list[str], str, Path, str]:
+    """A 1-trial search with runs_root in a bucket, on a machine whose cache is its own: its
+    trial SIGKILLed after its first uploaded checkpoint (a forked search, as test_search.py kills
+    one), then the same command, which runs that trial again (as trial 1, in its folder). The
+    command, the study's URL, the cache and what the second search printed. One trial: choosing
+    the best of several is test_search.py's, and each trial on S3 costs seconds of CPU."""
+    optuna = pytest.importorskip("optuna", reason=NO_OPTUNA)
+    # Optuna's SQLite storage takes ~2 s of CPU to load the first time: loaded before the fork,
+    # the killed search and the one after it do not each pay for it.
+    optuna.storages.RDBStorage("sqlite:///:memory:")
+    scratch = tmp_path_factory.mktemp("search")
+    root = f"s3://{new_bucket(s3)}/runs"
+    study = f"{root}/smoke/search/lr_width"
+    arguments = ["--config", str(smoke_config), "--trials", "1", *SEARCH_SPACE, *TINY_TRIAL,
+                 f"runs_root={root}"]  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(scratch / "cache"))
+        # The third read of its stop request: the sync of step 8, after last.pt at step 4.
+        process = multiprocessing.get_context("fork").Process(
+            target=search_until_killed, args=(arguments, scratch, 3), daemon=True
+        )
+        process.start()
+        killed = storage.open_remote(f"{study}/trial-0000")
+        try:
+            wait_for(lambda: killed.exists(LAYOUT.last.as_posix()) or not process.is_alive())
+        finally:
+            process.kill()
+            process.join(timeout=60)
+        assert process.exitcode == -signal.SIGKILL, "the search ended before it could be killed"
+        assert any(storage.staging_folder(killed.url).iterdir())  # what the kill left behind
+        printed = run_search(arguments)
+    return arguments, study, scratch / "cache", printed
+
+
+def test_a_search_into_a_bucket_keeps_its_trials_and_best_json_there(
+    searched_in_a_bucket: tuple[list[str], str, Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, study, cache, printed = searched_in_a_bucket
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    files = remote_files(study)
+    assert {name.split("/", 1)[0] for name in files} == {"best.json", "trial-0000"}
+    manifest = json.loads(files[f"trial-0000/{LAYOUT.manifest.as_posix()}"])
+    assert manifest["status"] == "completed"
+    assert manifest["output_uri"] == f"{study}/trial-0000"
+    assert manifest["search"]["trial"] == 1  # trial 0's values again, in its folder
+    assert f"trial-0000/{LAYOUT.last.as_posix()}" in files
+    value = records(files[f"trial-0000/{LAYOUT.metrics.as_posix()}"])[-1]["val_loss"]
+    assert last_evaluation(f"{study}/trial-0000", "val_loss") == value
+    assert not storage.staging_folder(f"{study}/trial-0000").exists()  # uploaded, then removed
+    best = json.loads(files["best.json"])
+    assert (best["trial"], best["value"], best["trials"]) == (1, value, {"fail": 1, "complete": 1})
+    assert best["run"] == f"{study}/trial-0000"
+    assert not any(SECRET.encode() in data for data in files.values())  # no credentials
+    # The study and the trials' console output stay on this machine, where the search says.
+    here = storage.local_side(study, "searches")
+    assert f"the study itself is on this machine, in {here / 'study.db'}" in printed
+    assert "--storage URL" in printed
+    assert f"run folder: {study}/trial-0000" in (here / "trial-0000" / "train.log").read_text()
+
+
+def test_a_trial_killed_in_a_bucket_goes_on_from_its_checkpoint_there(
+    searched_in_a_bucket: tuple[list[str], str, Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    optuna = pytest.importorskip("optuna", reason=NO_OPTUNA)
+    _, study, cache, printed = searched_in_a_bucket
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    assert f"trial 0: its process died; it runs again from {study}/trial-0000" in printed
+    manifest = json.loads(remote_files(study)[f"trial-0000/{LAYOUT.manifest.as_posix()}"])
+    assert manifest["search"]["rerun_of"] == 0
+    here = storage.local_side(study, "searches")
+    log = (here / "trial-0000" / LAYOUT.train_log.name).read_text("utf-8")
+    assert "at epoch 1, step 4" in log  # resumed from the last.pt in the bucket
+    loaded = optuna.load_study(study_name="lr_width", storage=f"sqlite:///{here / 'study.db'}")
+    assert [trial.state.name for trial in loaded.get_trials()] == ["FAIL", "COMPLETE"]
+
+
+def test_a_search_in_a_bucket_run_again_trains_nothing_and_is_reported_there(
+    searched_in_a_bucket: tuple[list[str], str, Path, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    arguments, study, cache, _ = searched_in_a_bucket
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    before = remote_files(study)
+    printed = run_search(arguments)
+    assert f"study lr_width in {study}: 1 of 1 trials finished" in printed
+    assert remote_files(study) == before
+    # The plots are test_search.py's: here the tables, read from the bucket and written back.
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert report.main([study]) == 0
+    assert f"uploaded the report to {study}/report" in capsys.readouterr().out
+    text = remote_files(f"{study}/report")["report.md"].decode("utf-8")
+    best = json.loads(before["best.json"])
+    assert "## Search: study lr_width (val_loss, minimize)" in text
+    assert f"Best: trial {best['trial']}, val_loss {best['value']:.4f}, optim.lr=" in text
+    assert f"| {best['trial']} | {best['run'].rsplit('/', 1)[1]} | completed |" in text
+
+
+def test_a_dead_trials_staging_copy_is_settled_before_it_runs_again(
+    s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed before its first checkpoint reached the store: a last.pt only here is uploaded
+    (the trial goes on from it), files without one are dropped (the trial starts over)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    root = f"s3://{new_bucket(s3)}"
+
+    def stage(name: str, *paths: Path) -> None:
+        for path in paths:
+            staged = storage.staging_folder(f"{root}/{name}") / path
+            staged.parent.mkdir(parents=True, exist_ok=True)
+            staged.write_bytes(b"{}")
+
+    stage("only-here", LAYOUT.manifest, LAYOUT.last)
+    stage("nothing", LAYOUT.manifest, LAYOUT.metrics)
+    for name in ("only-here", "nothing"):
+        remote_runs.settle_for_rerun(f"{root}/{name}")
+    assert sorted(remote_files(root)) == ["only-here/checkpoints/last.pt", "only-here/run.json"]
+    assert not storage.staging_folder(f"{root}/nothing").exists()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--slurm", "--dry-run", "runs_root=s3://BUCKET/runs"],
+         "--slurm with runs_root=s3://BUCKET/runs: the array's workers"),
+        (["runs_root=s3://no-such-bucket-here/runs"], "create the bucket first"),
+    ],
+)  # fmt: skip
+def test_bad_search_into_a_bucket_is_one_line_and_writes_nothing(
+    s3: S3Server, smoke_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], arguments: list[str], message: str,
+) -> None:  # fmt: skip
+    pytest.importorskip("optuna", reason=NO_OPTUNA)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    bucket = new_bucket(s3)
+    arguments = [argument.replace("BUCKET", bucket) for argument in arguments]
+    base = ["--config", str(smoke_config), "--trials", "2", *SEARCH_SPACE]
+    assert search.main([*base, *arguments]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert message.replace("BUCKET", bucket) in line
+    assert sorted(path.name for path in tmp_path.iterdir()) == []  # no outputs/, no cache
+    assert remote_files(f"s3://{bucket}") == {}

@@ -8,9 +8,7 @@ processes (a SIGKILL, `--jobs 2`) start any.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import io
 import json
 import multiprocessing
 import os
@@ -22,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from {{ cookiecutter.package_name }} import report, search
 from {{ cookiecutter.package_name }}.config import load_config
@@ -31,26 +28,15 @@ from {{ cookiecutter.package_name }}.run_files import RunFiles
 from {{ cookiecutter.package_name }}.search_space import parse_space
 from {{ cookiecutter.package_name }}.search_worker import sampler_for
 
-from helpers import StopAtSync, read_metrics
+from helpers import LONGER_TRIAL as LONGER
+from helpers import NO_OPTUNA, StopAtSync, read_metrics, run_search, search_until_killed
+from helpers import SEARCH_SPACE as SPACE
+from helpers import TINY_TRIAL as TINY
 
 # Its module-scoped fixtures are made once: every test of this module in one xdist worker.
 pytestmark = pytest.mark.xdist_group("search")
 
-NO_OPTUNA = "the search extra is not installed: uv sync --locked --inexact --extra search"
-# Four steps an epoch, evaluated at each epoch's end: a trial takes well under a second.
-TINY = ["data.num_train=128", "data.num_val=32", "train.batch_size=32", "train.epochs=2",
-        "model.width=4", "train.require_loss_decrease=false"]  # fmt: skip
-LONGER = [*TINY, "train.epochs=4"]  # 16 steps: last.pt at step 4, syncs at 4, 8, 10, 12, 16
-SPACE = ["--space", "optim.lr=log:0.001:0.01", "--space", "model.width=int:4:8"]
 STUDY = Path("outputs", "smoke", "search", "lr_width")  # below the folder the search runs in
-
-
-def run_search(arguments: list[str]) -> str:
-    """search.main's exit code must be 0; returns what it printed."""
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        assert search.main(arguments) == 0, printed.getvalue()
-    return printed.getvalue()
 
 
 def load_study(folder: Path) -> Any:
@@ -185,22 +171,6 @@ def test_sigterm_stops_a_trial_at_its_checkpoint_and_the_same_command_continues_
     assert sorted(path.name for path in (tmp_path / STUDY).glob("trial-*")) == ["trial-0000"]
 
 
-class HangAtSync(StopAtSync):
-    """Stops the process for good at the n-th host sync, so that a kill lands mid-trial."""
-
-    def at_that_sync(self) -> None:
-        time.sleep(600)
-
-
-def search_until_killed(arguments: list[str], folder: Path) -> None:
-    """A search in a forked process (torch is imported already: no start-up to wait for) that
-    hangs at the sync of step 8, after its first trial saved last.pt at step 4."""
-    # The parent's OpenMP threads do not survive a fork: one thread, or the first op hangs.
-    torch.set_num_threads(1)
-    os.chdir(folder)
-    search.search(search.parse_arguments(arguments), HangAtSync(3))
-
-
 @pytest.mark.slow
 def test_a_killed_search_goes_on_from_the_trials_checkpoint_with_two_workers(
     smoke_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -210,7 +180,7 @@ def test_a_killed_search_goes_on_from_the_trials_checkpoint_with_two_workers(
     pytest.importorskip("optuna", reason=NO_OPTUNA)
     arguments = ["--config", str(smoke_config), "--trials", "2", *SPACE]
     process = multiprocessing.get_context("fork").Process(
-        target=search_until_killed, args=([*arguments, *LONGER], tmp_path), daemon=True
+        target=search_until_killed, args=([*arguments, *LONGER], tmp_path, 3), daemon=True
     )
     process.start()
     killed = tmp_path / STUDY / "trial-0000"

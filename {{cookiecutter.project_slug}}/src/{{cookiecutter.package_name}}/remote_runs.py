@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .config import Config
 from .errors import CheckpointDamagedError, ConfigError
-from .run_files import RUN_MARKERS, RunFiles, RunFolder
+from .run_files import RunFiles, RunFolder
 from .storage import PACKAGE, Remote, fetch_checkpoint, open_remote, staging_folder, sync
 
 RELATIVE = RunFiles(Path())  # the run-folder layout, as paths relative to a run's root
@@ -32,7 +32,7 @@ def remote_folder(config: Config, url: str) -> RunFolder:
     remote = open_remote(url)
     remote.check_writable()  # a missing bucket or credentials stop here, before any training
     staging = staging_folder(url)
-    holds = any(remote.exists(name) for name in RUN_MARKERS)
+    holds = remote.holds_run()
     last = relative(RELATIVE.last)
     if config.resume == "auto":
         if remote.exists(last):
@@ -96,6 +96,24 @@ def settle_leftovers(staging: Path, remote: Remote) -> str | None:
         return None
     copied, _ = sync(str(staging), remote.url)
     return f"uploaded {copied} files an earlier run had left in {staging} (it got to step {local})"
+
+
+def settle_for_rerun(url: str) -> None:
+    """Before a search trial whose process died runs again with resume=auto: a staging folder
+    the dead process left is uploaded when it holds a last.pt the remote lacks (the trial goes
+    on from it), and removed when neither side has one (the trial starts over in its folder, as
+    a local one does), so that its leftovers never stop the search. With a last.pt on the
+    remote, remote_folder settles them as for any run."""
+    staging = staging_folder(url)
+    if not staging.is_dir():
+        return
+    remote = open_remote(url)
+    if remote.exists(relative(RELATIVE.last)):
+        return
+    if (staging / RELATIVE.last).is_file():
+        sync(str(staging), url)
+    else:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def refuse_leftovers(staging: Path, url: str) -> None:

@@ -9,6 +9,13 @@ trials: study.db (SQLite, the default), or study.journal (`--storage journal`, a
 works on a shared filesystem; the default for a new study with --slurm), or any Optuna storage URL
 (`--storage postgresql://...` for workers on many machines). best.json holds the best trial.
 
+With a remote runs_root (`runs_root=s3://bucket/prefix`) the study folder is on the store: each
+trial is a remote run there, and so is best.json. The study storage cannot live in a bucket: by
+default it stays on this machine, in the study's local folder under the cache
+(`$XDG_CACHE_HOME/<package>/searches/<key>-<study>`, with the trials' train.log files), and
+`--storage URL` (e.g. PostgreSQL) lets workers on several machines share one study; `--slurm`
+with a remote runs_root needs such a URL.
+
 It survives crashes: the same command again continues until N trials are complete or pruned. A
 trial whose process died (SIGKILL, a lost node) is marked failed and its values run again in its
 own folder, continuing from its last.pt. `--jobs N` starts N workers on this machine, `--slurm` a
@@ -40,7 +47,7 @@ from .errors import ConfigError, MissingPackageError, PreemptedError, run_comman
 from .preemption import StopRequest
 from .search_space import parse_space
 from .search_worker import FINISHED, Search, work, write_best
-from .storage import is_remote, local_path
+from .storage import is_remote, join_location, local_side, open_remote
 from .sweep import threads_per_job
 from .train import load_training_config
 
@@ -101,17 +108,20 @@ def plan_search(arguments: argparse.Namespace) -> Search:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", study):
         raise ConfigError(f"--study {study}: a folder name; use letters, digits, '.', '_', '-'")
     config = load_training_config(arguments.config, base)
-    if is_remote(config.runs_root):
-        raise ConfigError(
-            f"runs_root={config.runs_root}: a search keeps its study and trials in a local "
-            "folder; set runs_root to one (sync it to the bucket afterwards with the storage "
-            "command)"
-        )
-    folder = local_path(config.runs_root) / config.name / "search" / study
+    location = join_location(config.runs_root, config.name, "search", study)
+    if is_remote(location):
+        if arguments.slurm and arguments.storage in ("", "journal"):
+            raise ConfigError(
+                f"--slurm with runs_root={config.runs_root}: the array's workers on several "
+                "machines share one study only through a database; add --storage URL, e.g. "
+                "postgresql://user@host/database"
+            )
+        open_remote(location).check_writable()  # no bucket, no credentials: stop before a trial
     return Search(
         config_path=arguments.config, base=base, space=tuple(space), trials=arguments.trials,
         metric=arguments.metric, direction=direction, prune=arguments.prune, seed=arguments.seed,
-        study=study, folder=folder, storage=arguments.storage,
+        study=study, location=location, folder=local_side(location, "searches"),
+        storage=arguments.storage,
     )  # fmt: skip
 
 
@@ -265,7 +275,13 @@ def search(arguments: argparse.Namespace, stop: StopRequest) -> int:
         return 0
     trials = study.get_trials(deepcopy=False)
     finished = sum(trial.state.name in FINISHED for trial in trials)
-    print(f"study {plan.study} in {plan.folder}: {finished} of {plan.trials} trials finished")
+    print(f"study {plan.study} in {plan.location}: {finished} of {plan.trials} trials finished")
+    if plan.remote and plan.storage in ("", "journal"):
+        kept = plan.journal if storage == "journal" else plan.database
+        print(
+            f"the study itself is on this machine, in {kept}; workers on several machines "
+            "share one study with --storage URL, e.g. postgresql://user@host/database"
+        )
     jobs = min(arguments.jobs, max(plan.trials - finished, 1))  # no worker without a trial
     if jobs > 1:
         code = run_workers(plan, storage, jobs, stop)
@@ -277,7 +293,7 @@ def search(arguments: argparse.Namespace, stop: StopRequest) -> int:
     counts = collections.Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
     print(f"study {plan.study}: {', '.join(f'{n} {state}' for state, n in sorted(counts.items()))}"
           f"; best in {plan.best}; tables and plots: "
-          f"python -m {__package__}.report {plan.folder}")  # fmt: skip
+          f"python -m {__package__}.report {plan.location}")  # fmt: skip
     return 0
 
 

@@ -5,12 +5,19 @@ process runs it and renews a heartbeat, so that any worker can tell a trial whos
 (SIGKILL, a lost node) from a live one: the dead one is marked failed and its values are run again
 in its own folder, from its last.pt. SIGTERM or Ctrl-C stops the trial at its next sync, after
 last.pt, and puts it back in the study the same way.
+
+A study folder on a store (`runs_root=s3://...`) keeps its trials and best.json there: each trial
+is an ordinary remote run (storage.py: a staging copy, background uploads), and a trial run again
+goes on from the last.pt on the store. What cannot live in a bucket stays on this machine, in the
+study's local folder (storage.local_side): the default study storage, train.log files and the
+SLURM script.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import os
 import socket
 import threading
@@ -23,11 +30,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from .atomic_files import write_json
 from .errors import ConfigError, PreemptedError, PrunedError, TrainingFailedError
 from .preemption import StopRequest
-from .run_files import RunFiles
+from .remote_runs import settle_for_rerun
+from .run_files import METRICS, RunFiles
 from .search_space import Dimension, override
+from .storage import fetch_tree, holds_run, is_remote, join_location, write_whole
 from .train import load_training_config, run
 
 HEARTBEAT_SECONDS = 60.0  # a running trial says it is alive this often
@@ -36,6 +44,7 @@ DEAD_AFTER_SECONDS = 600.0
 FINISHED = ("COMPLETE", "PRUNED")  # the trial states that count towards --trials
 # The study folder's own files, beside its trials' run folders (run_files.py names what is in
 # those): the default SQLite study, the journal-file study, the best trial, the SLURM script.
+# Of a study on a store, only best.json is there: the others are in its local folder.
 STUDY_DATABASE = "study.db"
 STUDY_JOURNAL = "study.journal"
 BEST = "best.json"
@@ -55,8 +64,15 @@ class Search:
     prune: bool
     seed: int
     study: str
-    folder: Path  # the study's folder: its trials, best.json and (by default) the study itself
+    location: str  # the study folder, a path or a URL: its trials and best.json
+    # On this machine: the study folder itself, or for a URL its local folder in the cache.
+    # It holds the default study storage, the trials' train.log and the SLURM script.
+    folder: Path
     storage: str  # "" (study.db or study.journal, whichever the folder has), "journal" or a URL
+
+    @property
+    def remote(self) -> bool:
+        return is_remote(self.location)
 
     @property
     def database(self) -> Path:
@@ -67,16 +83,24 @@ class Search:
         return self.folder / STUDY_JOURNAL
 
     @property
-    def best(self) -> Path:
-        return self.folder / BEST
+    def best(self) -> str:
+        return join_location(self.location, BEST)
 
     @property
     def slurm_script(self) -> Path:
         return self.folder / SLURM_SCRIPT
 
-    def trial_folder(self, trial: Any) -> Path:
+    def run_folder(self, trial: Any) -> str:
         """trial-0007 for trial 7; a trial run again after its process died keeps the folder."""
-        return self.folder / str(trial.user_attrs.get("run_folder", f"trial-{trial.number:04d}"))
+        return str(trial.user_attrs.get("run_folder", f"trial-{trial.number:04d}"))
+
+    def trial_location(self, trial: Any) -> str:
+        """The trial's output_dir: below the study folder, a path or a URL."""
+        return join_location(self.location, self.run_folder(trial))
+
+    def train_log(self, trial: Any) -> Path:
+        """What the trial printed: in its folder, or for a remote one in the local folder."""
+        return RunFiles(self.folder / self.run_folder(trial)).train_log
 
 
 def work(optuna: Any, search: Search, study: Any, stop: StopRequest) -> None:
@@ -112,17 +136,19 @@ def run_trial(optuna: Any, search: Search, study: Any, trial: Any, stop: StopReq
     """Train one trial and tell the study how it ended; returns complete, pruned or failed."""
     states = optuna.trial.TrialState
     rerun_of = trial.user_attrs.get("rerun_of")  # the number of the trial whose process died
-    folder = search.trial_folder(trial)
+    folder, log_file = search.trial_location(trial), search.train_log(trial)
     try:
-        trial.set_user_attr("run_folder", folder.name)
+        trial.set_user_attr("run_folder", search.run_folder(trial))
         trial.set_user_attr("worker", this_worker())
         trial.set_user_attr("heartbeat", time.time())
         values = {dimension.key: dimension.suggest(trial) for dimension in search.space}
-        if rerun_of is None and RunFiles(folder).holds_run():
+        if rerun_of is None and holds_run(folder):
             raise ConfigError(
                 f"{folder} holds a run that study {search.study} does not know (was the study "
                 "deleted?); move the folder away, or use another --study"
             )
+        if rerun_of is not None and search.remote:
+            settle_for_rerun(folder)  # what the dead process left in its staging copy
         resume = "" if rerun_of is None else "auto"  # a new trial never takes over a folder
         overrides = [*search.base, *(override(key, value) for key, value in values.items()),
                      f"output_dir={folder}", f"resume={resume}"]  # fmt: skip
@@ -148,8 +174,8 @@ def run_trial(optuna: Any, search: Search, study: Any, trial: Any, stop: StopReq
             "direction": search.direction, "params": values, "rerun_of": rerun_of,
             "space": {dimension.key: dimension.spec for dimension in search.space},
         }}  # fmt: skip
-        folder.mkdir(parents=True, exist_ok=True)
-        with heartbeat(trial), train_log(folder):
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        with heartbeat(trial), train_log(log_file):
             final = run(config, stop, on_evaluation=evaluated, manifest_entries=entries)
     except PrunedError as error:
         study.tell(trial, state=states.PRUNED)
@@ -157,15 +183,18 @@ def run_trial(optuna: Any, search: Search, study: Any, trial: Any, stop: StopReq
     except (TrainingFailedError, torch.OutOfMemoryError) as error:  # these values do not train
         trial.set_user_attr("failure", str(error))
         study.tell(trial, state=states.FAIL)
-        return ended(trial, "failed", f"{error} (see {RunFiles(folder).train_log})")
+        return ended(trial, "failed", f"{error} (see {log_file})")
     except PreemptedError:  # last.pt saved: the trial goes back to the study, to continue
         study.tell(trial, state=states.FAIL)
-        run_again(study, trial, folder)
+        run_again(study, trial, search.run_folder(trial))
         raise
     except BaseException:
         study.tell(trial, state=states.FAIL)
         raise
-    value = final.get(search.metric, last_evaluation(folder, search.metric))
+    if search.metric in final:
+        value = final[search.metric]
+    else:  # nothing was left to train (killed after its last checkpoint): its records have it
+        value = last_evaluation(folder, search.metric)
     study.tell(trial, value)
     return ended(trial, "complete", f"{search.metric} {value:.4f}")
 
@@ -175,10 +204,11 @@ def ended(trial: Any, state: str, detail: str) -> str:
     return state
 
 
-def last_evaluation(folder: Path, metric: str) -> float:
+def last_evaluation(folder: str, metric: str) -> float:
     """A trial killed after its last checkpoint has nothing left to train: its metrics.jsonl
-    holds the last evaluation."""
-    evaluations = [record for record in RunFiles(folder).read_metrics() if metric in record]
+    holds the last evaluation (a remote trial's is read from a fresh local copy)."""
+    files = RunFiles(fetch_tree(folder, lambda relative: relative == METRICS))
+    evaluations = [record for record in files.read_metrics() if metric in record]
     if not evaluations:
         raise TrainingFailedError(f"{folder}: no evaluation of {metric} to report")
     return float(evaluations[-1][metric])
@@ -194,9 +224,9 @@ def carry_over_reports(optuna: Any, study: Any, trial: Any, rerun_of: int | None
     return set(earlier)
 
 
-def run_again(study: Any, trial: Any, folder: Path) -> None:
+def run_again(study: Any, trial: Any, run_folder: str) -> None:
     params = study.get_trials(deepcopy=False)[trial.number].params
-    study.enqueue_trial(params, user_attrs={"run_folder": folder.name, "rerun_of": trial.number})
+    study.enqueue_trial(params, user_attrs={"run_folder": run_folder, "rerun_of": trial.number})
 
 
 def fail_dead_trials(optuna: Any, search: Search, study: Any) -> None:
@@ -209,9 +239,9 @@ def fail_dead_trials(optuna: Any, search: Search, study: Any) -> None:
             study.tell(trial.number, state=states.FAIL)
         except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
             continue  # another worker found it first, and runs it again
-        folder = search.trial_folder(trial)
-        run_again(study, trial, folder)
-        print(f"trial {trial.number}: its process died; it runs again from {folder}", flush=True)
+        run_again(study, trial, search.run_folder(trial))
+        print(f"trial {trial.number}: its process died; it runs again from "
+              f"{search.trial_location(trial)}", flush=True)  # fmt: skip
 
 
 def this_worker() -> dict[str, Any]:
@@ -265,9 +295,8 @@ def heartbeat(trial: Any) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def train_log(folder: Path) -> Iterator[None]:
+def train_log(log_file: Path) -> Iterator[None]:
     """What the trial's training prints goes to its train.log, as a sweep's runs do."""
-    log_file = RunFiles(folder).train_log
     with log_file.open("a", encoding="utf-8") as log, contextlib.redirect_stdout(log):
         yield
 
@@ -283,7 +312,8 @@ def write_best(search: Search, study: Any) -> None:
     summary = {
         "study": search.study, "metric": search.metric, "direction": search.direction,
         "value": best.value, "trial": best.number, "params": best.params,
-        "run": str(search.folder / folder) if folder else None,  # None: a trial added by hand
+        "run": join_location(search.location, folder) if folder else None,  # None: added by hand
         "trials": dict(collections.Counter(trial.state.name.lower() for trial in trials)),
     }  # fmt: skip
-    write_json(search.best, summary)  # workers may write at once: each has its own temp file
+    # Workers may write at once: each writes it whole (its own temp file, or one object).
+    write_whole(search.best, (json.dumps(summary, indent=2) + "\n").encode("utf-8"))

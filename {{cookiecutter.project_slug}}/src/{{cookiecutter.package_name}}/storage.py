@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .atomic_files import write_atomically
+from .atomic_files import write_atomically, write_bytes
 from .errors import (
     CheckpointDamagedError,
     ConfigError,
@@ -41,7 +41,7 @@ from .errors import (
     StorageError,
     run_command,
 )
-from .run_files import RunFiles
+from .run_files import RUN_MARKERS, RunFiles
 
 PACKAGE = __package__ or "project"
 # protocol -> (the package that implements it, the project's extra that installs it)
@@ -123,6 +123,14 @@ class Remote:
 
     def upload(self, source: Path, relative: str) -> None:
         self.filesystem.put_file(str(source), self.path(relative))
+
+    def write(self, relative: str, data: bytes) -> None:
+        """One object, put whole: a reader sees the old one or the new one, never half."""
+        self.filesystem.pipe_file(self.path(relative), data)
+
+    def holds_run(self) -> bool:
+        """A run has written here (the same markers as a local folder's, run_files.py)."""
+        return any(self.exists(name) for name in RUN_MARKERS)
 
     def files(self) -> dict[str, dict[str, Any]]:
         """Relative path -> fsspec's details (size, ETag, mtime, ...) of every file below."""
@@ -207,6 +215,26 @@ def local_side(location: str, kind: str) -> Path:
     """A local folder for what cannot live remotely (logs, job scripts): the folder itself when
     it is local, a cache folder for a URL."""
     return cache_folder(kind, location) if is_remote(location) else local_path(location)
+
+
+def holds_run(location: str) -> bool:
+    """Whether a run has written to the folder `location` (local or remote)."""
+    if is_remote(location):
+        return open_remote(location).holds_run()
+    return RunFiles(local_path(location)).holds_run()
+
+
+def write_whole(location: str, data: bytes) -> None:
+    """The file `location` (a path or a URL) created or replaced whole: a local file atomically,
+    a remote one as one object."""
+    if not is_remote(location):
+        write_bytes(local_path(location), data)
+        return
+    folder, name = location.rstrip("/").rsplit("/", 1)
+    try:
+        open_remote(folder).write(name, data)
+    except Exception as error:  # each library raises its own kinds; all mean the same here
+        raise StorageError(remote_failure(location, error)) from None
 
 
 def remote_status(location: str) -> str | None:
