@@ -8,6 +8,7 @@ differs from that lock (torch is not in the lock: its version and CUDA are recor
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.metadata
@@ -71,12 +72,19 @@ def normalize(name: str) -> str:
 def installed_packages() -> dict[str, str]:
     """Name -> version of every distribution Python can import from, sorted by name. Where a
     name is installed twice on sys.path, the first one wins, as it does for imports."""
+    return dict(scanned_packages())
+
+
+@functools.cache
+def scanned_packages() -> tuple[tuple[str, str], ...]:
+    """installed_packages, read once per process: a process that trains many runs (a search
+    worker's trials, the tests) would read every package's metadata again for each (~0.1 s)."""
     found: dict[str, str] = {}
     for distribution in importlib.metadata.distributions():
         name = distribution.metadata["Name"]
         if name:  # an install cut short can leave a folder without metadata
             found.setdefault(normalize(name), distribution.version)
-    return dict(sorted(found.items()))
+    return tuple(sorted(found.items()))
 
 
 def find_lock() -> Path | None:
@@ -104,21 +112,32 @@ def lock_differences(lock_text: str, packages: dict[str, str]) -> list[str] | No
     the one uv.lock pins. Not compared: torch (not in the lock), the image's own packages and
     the dependency groups (lint and test tools), which do not change what a run computes."""
     try:  # by name, so that type checking for Python 3.10 passes too
-        toml = importlib.import_module("tomllib")
+        importlib.import_module("tomllib")
     except ModuleNotFoundError:  # Python 3.10: tomllib is new in 3.11
         return None
+    needed = pinned_at_run_time(lock_text)
+    differences = []
+    for name, version in packages.items():
+        pinned = needed.get(name, frozenset())
+        if pinned and version not in pinned:
+            listed = " or ".join(sorted(pinned))
+            differences.append(f"{name} {version} installed, {LOCK_FILE} has {listed}")
+    return differences
+
+
+@functools.lru_cache(maxsize=2)
+def pinned_at_run_time(lock_text: str) -> dict[str, frozenset[str]]:
+    """The versions uv.lock pins for each package the project needs at run time; parsed once
+    per lock text, as installed_packages is read once per process."""
+    toml = importlib.import_module("tomllib")
     entries = toml.loads(without_artifacts(lock_text)).get("package", [])
     locked: dict[str, list[dict[str, Any]]] = {}
     for entry in entries:
         locked.setdefault(entry["name"], []).append(entry)
-    needed = runtime_closure(locked)
-    differences = []
-    for name, version in packages.items():
-        pinned = {entry["version"] for entry in locked.get(name, []) if "version" in entry}
-        if name in needed and pinned and version not in pinned:
-            listed = " or ".join(sorted(pinned))
-            differences.append(f"{name} {version} installed, {LOCK_FILE} has {listed}")
-    return differences
+    return {
+        name: frozenset(entry["version"] for entry in locked.get(name, []) if "version" in entry)
+        for name in runtime_closure(locked)
+    }
 
 
 def without_artifacts(lock_text: str) -> str:
