@@ -214,8 +214,11 @@ def bench(session: nox.Session) -> None:
 def bench_tiny(session: nox.Session) -> None:
     """Every step of `nox -s bench` at its smallest (tests/benchmark.py's TINY), into a scratch
     folder, so that a change that breaks the bench breaks `nox`. Its figures mean nothing."""
-    output_dir = Path(session.create_tmp()).resolve() / "benchmarks"
-    run_benchmark(session, output_dir, {}, "--tiny")
+    # Outside this repository (not session.create_tmp(), which also points TMPDIR into .nox/):
+    # a project baked inside it would have no git repository of its own to commit to.
+    scratch = Path(tempfile.mkdtemp(prefix="torch-template-bench-tiny-"))
+    run_benchmark(session, scratch / "benchmarks", {}, "--tiny")
+    shutil.rmtree(scratch)
 
 
 def run_benchmark(
