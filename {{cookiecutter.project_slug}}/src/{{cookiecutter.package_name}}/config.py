@@ -97,8 +97,8 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model (needs a C compiler on CPU)
     device: str = "auto"  # "auto" picks CUDA when available
     # torch's threads for CPU work in this process; 0: torch's choice (OMP_NUM_THREADS where set,
-    # as sweep and search set it per job, else one per core). A tiny model trains faster on one:
-    # more threads only synchronise, and spin on cores another process needs (smoke.yaml: 1).
+    # as sweep and search set it per job, else one per core). A tiny model gains little from more
+    # and loses much when the cores are busy: their threads spin (smoke.yaml: 1).
     cpu_threads: int = 0
     require_loss_decrease: bool = True  # fail the run if the last epoch is no better than the first
     # Steps between host syncs (syncs also come at each epoch's end and wherever an evaluation or
