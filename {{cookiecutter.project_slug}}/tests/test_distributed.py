@@ -142,12 +142,13 @@ def test_accumulation_all_reduces_gradients_once_per_optimizer_step(
 
         def count_and_all_reduce(bucket: Any) -> torch.futures.Future[torch.Tensor]:
             all_reduces.append(bucket.index())
-            # What default_hooks.allreduce_hook does, waited for here rather than in a Python
-            # callback: gloo's thread would run and free that callback, which needs the GIL, and
-            # destroy_process_group below joins that thread holding the GIL. Under load the two
-            # met and the test hung for ever (pytorch/pytorch#56297).
+            # What default_hooks.allreduce_hook does for one process, whose all-reduce is the
+            # identity, without giving gloo's worker thread any work: that thread frees each
+            # work item's state, which needs the GIL, and dropping the last reference to the
+            # process group (here, DDP's) joins the thread while holding the GIL. Under load
+            # the two met and the test hung for ever (seen with gdb: ~ProcessGroupGloo in
+            # thread::join, the worker in take_gil; pytorch/pytorch#56297).
             gradients = bucket.buffer().div_(dist.get_world_size())
-            dist.all_reduce(gradients)
             reduced: torch.futures.Future[torch.Tensor] = torch.futures.Future()
             reduced.set_result(gradients)
             return reduced
