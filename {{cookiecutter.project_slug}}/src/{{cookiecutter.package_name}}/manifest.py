@@ -111,11 +111,9 @@ def lock_differences(lock_text: str, packages: dict[str, str]) -> list[str] | No
     """One line per installed package that the project needs at run time whose version is not
     the one uv.lock pins. Not compared: torch (not in the lock), the image's own packages and
     the dependency groups (lint and test tools), which do not change what a run computes."""
-    try:  # by name, so that type checking for Python 3.10 passes too
-        importlib.import_module("tomllib")
-    except ModuleNotFoundError:  # Python 3.10: tomllib is new in 3.11
-        return None
     needed = pinned_at_run_time(lock_text)
+    if needed is None:
+        return None
     differences = []
     for name, version in packages.items():
         pinned = needed.get(name, frozenset())
@@ -126,10 +124,13 @@ def lock_differences(lock_text: str, packages: dict[str, str]) -> list[str] | No
 
 
 @functools.lru_cache(maxsize=2)
-def pinned_at_run_time(lock_text: str) -> dict[str, frozenset[str]]:
-    """The versions uv.lock pins for each package the project needs at run time; parsed once
-    per lock text, as installed_packages is read once per process."""
-    toml = importlib.import_module("tomllib")
+def pinned_at_run_time(lock_text: str) -> dict[str, frozenset[str]] | None:
+    """The versions uv.lock pins for each package the project needs at run time, parsed once
+    per lock text, as installed_packages is read once per process; None on Python 3.10."""
+    try:  # by name, so that type checking for Python 3.10 passes too
+        toml = importlib.import_module("tomllib")
+    except ModuleNotFoundError:  # Python 3.10: tomllib is new in 3.11
+        return None
     entries = toml.loads(without_artifacts(lock_text)).get("package", [])
     locked: dict[str, list[dict[str, Any]]] = {}
     for entry in entries:
