@@ -481,8 +481,7 @@ def copy_file(source: str, destination: str, relative: str) -> None:
     if is_remote(source):
         remote = open_remote(source)
         if is_remote(destination):
-            target = open_remote(destination)
-            target.filesystem.pipe_file(target.path(relative), remote.read(relative) or b"")
+            open_remote(destination).write(relative, remote.read(relative) or b"")
         else:
             remote.download(relative, local_path(destination) / relative)
     elif is_remote(destination):
