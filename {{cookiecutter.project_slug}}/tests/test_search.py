@@ -13,6 +13,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -26,7 +27,7 @@ from {{ cookiecutter.package_name }}.config import load_config
 from {{ cookiecutter.package_name }}.errors import PreemptedError
 from {{ cookiecutter.package_name }}.run_files import RunFiles
 from {{ cookiecutter.package_name }}.search_space import parse_space
-from {{ cookiecutter.package_name }}.search_worker import sampler_for
+from {{ cookiecutter.package_name }}.search_worker import fail_dead_trials, sampler_for
 
 from helpers import LONGER_TRIAL as LONGER
 from helpers import NO_OPTUNA, StopAtSync, read_metrics, run_search, search_until_killed
@@ -212,6 +213,62 @@ def test_a_killed_search_goes_on_from_the_trials_checkpoint_with_two_workers(
     assert sorted(path.name for path in (tmp_path / STUDY).glob("trial-*")) == [
         "trial-0000", *(f"trial-{trial.number:04d}" for trial in trials[1:] if trial != rerun)
     ]  # fmt: skip
+
+
+WORKERS = 4
+
+
+def look_at_once(arguments: list[str], folder: Path, barrier: Any, taken: Any) -> None:
+    """One of WORKERS worker processes (forked: no start-up), each with its own connection to
+    the study: at once with the others it fails the dead trials, then takes a waiting one."""
+    optuna = search.import_optuna()
+    os.chdir(folder)
+    plan = search.plan_search(search.parse_arguments(arguments))
+    study = search.open_study(optuna, plan, search.storage_choice(plan, slurm=False))
+    barrier.wait()
+    fail_dead_trials(optuna, plan, study)
+    barrier.wait()
+    taken.put(study.ask().number)
+
+
+@pytest.mark.parametrize("storage", ["sqlite", "journal"])
+def test_workers_that_look_at_once_fail_each_dead_trial_once_and_take_each_trial_once(
+    smoke_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, storage: str
+) -> None:
+    """Optuna's check-and-set of a trial's state relies on row locks, which SQLite ignores:
+    without search.one_writer_at_a_time two workers both re-queued one dead trial and both took
+    one waiting trial (two processes training in one folder; seen with --jobs 2 in CI)."""
+    optuna = pytest.importorskip("optuna", reason=NO_OPTUNA)
+    arguments = ["--config", str(smoke_config), "--trials", str(WORKERS), *SPACE]
+    if storage == "journal":
+        arguments += ["--storage", "journal"]
+    monkeypatch.chdir(tmp_path)
+    plan = search.plan_search(search.parse_arguments(arguments))
+    choice = search.storage_choice(plan, slurm=False)
+    study = search.open_study(optuna, plan, choice)
+    # Running trials of a process that is gone: its pid is now another process's (this one's).
+    dead = {"host": socket.gethostname(), "pid": os.getpid(), "started": "another start"}
+    for _ in range(WORKERS):
+        trial = study.ask()
+        trial.suggest_float("optim.lr", 0.001, 0.01, log=True)
+        trial.set_user_attr("worker", dead)
+    context = multiprocessing.get_context("fork")
+    barrier, taken = context.Barrier(WORKERS), context.SimpleQueue()
+    workers = [
+        context.Process(target=look_at_once, args=(arguments, tmp_path, barrier, taken))
+        for _ in range(WORKERS)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert [worker.exitcode for worker in workers] == [0] * WORKERS
+    trials = search.open_study(optuna, plan, choice).get_trials()
+    assert [trial.state.name for trial in trials[:WORKERS]] == ["FAIL"] * WORKERS
+    reruns = sorted(trial.user_attrs["rerun_of"] for trial in trials[WORKERS:])
+    assert reruns == list(range(WORKERS))  # each dead trial queued again once
+    numbers = sorted(taken.get() for _ in range(WORKERS))
+    assert numbers == [trial.number for trial in trials[WORKERS:]]  # one worker each
 
 
 def test_report_on_a_study_ranks_the_trials_and_plots_them(

@@ -56,6 +56,9 @@ EVALUATION_METRICS = {"val_loss": "minimize", "val_accuracy": "maximize"}
 INSTALL = "search needs Optuna, the search extra: uv sync --locked --inexact --extra search"
 # Optuna's default of 5 finished trials before pruning leaves little to prune in a short search.
 PRUNE_AFTER_TRIALS = 3
+# How long a worker waits for another's transaction on an SQLite study (milliseconds each,
+# but a loaded machine can stall one): Python's default of 5 s would fail a worker for it.
+SQLITE_WAIT_SECONDS = 60.0
 # bash, in the job array's script (a constant: braces in an f-string would read as template syntax)
 REQUEUE_THIS_TASK = 'scontrol requeue "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"'
 
@@ -155,6 +158,11 @@ def open_storage(optuna: Any, search: Search, choice: str) -> Any:
             return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path))
         if choice.startswith("sqlite:///") and not search.storage:
             search.folder.mkdir(parents=True, exist_ok=True)  # the default: study.db in it
+        if choice.startswith("sqlite:"):
+            storage = optuna.storages.RDBStorage(
+                choice, engine_kwargs={"connect_args": {"timeout": SQLITE_WAIT_SECONDS}}
+            )
+            return one_writer_at_a_time(storage)
         return optuna.storages.RDBStorage(choice)
     except Exception as error:  # whatever stops a storage opening is the URL's
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
@@ -162,6 +170,30 @@ def open_storage(optuna: Any, search: Search, choice: str) -> Any:
             f"--storage {choice}: cannot open it ({reason}); give journal or a URL Optuna "
             "opens, e.g. sqlite:///study.db or postgresql://user@host/database"
         ) from None
+
+
+def one_writer_at_a_time(storage: Any) -> Any:
+    """An SQLite study that workers (--jobs) share safely. Optuna changes a trial by reading it
+    with SELECT ... FOR UPDATE and writing it in one transaction; SQLite ignores FOR UPDATE, and
+    Python's sqlite3 begins a transaction only at the write, so two workers could both read a
+    trial as it was and both change it: both take one waiting trial and train it in one folder,
+    or both fail a dead trial and enqueue its re-run twice. So every transaction begins with
+    BEGIN IMMEDIATE, which takes SQLite's write lock before its first read, and workers take
+    turns (each waits up to SQLITE_WAIT_SECONDS). SQLAlchemy's recipe for SQLite transactions:
+    https://docs.sqlalchemy.org/en/20/dialects/sqlite.html#serializable-isolation-savepoints-transactional-ddl
+    """
+    event = importlib.import_module("sqlalchemy.event")
+
+    def no_implicit_begin(connection: Any, _record: Any) -> None:
+        connection.isolation_level = None  # sqlite3 leaves BEGIN to us
+
+    def begin_immediate(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    event.listen(storage.engine, "connect", no_implicit_begin)
+    event.listen(storage.engine, "begin", begin_immediate)
+    storage.engine.dispose()  # the connections Optuna opened before: new ones get both
+    return storage
 
 
 def open_study(optuna: Any, search: Search, choice: str) -> Any:
