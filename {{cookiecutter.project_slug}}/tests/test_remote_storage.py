@@ -11,9 +11,11 @@ import json
 import logging
 import multiprocessing
 import os
+import posixpath
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -51,6 +53,7 @@ pytestmark = pytest.mark.xdist_group("s3")
 
 moto_server = pytest.importorskip("moto.server")
 s3fs = pytest.importorskip("s3fs")
+fsspec = pytest.importorskip("fsspec")
 
 PACKAGE = "{{ cookiecutter.package_name }}"
 # Long enough to be killed mid-run after its first uploaded checkpoint (epoch 1 of 40), short
@@ -234,6 +237,58 @@ def test_a_store_that_goes_down_mid_run_loses_nothing(
     for path in staging_path.rglob("*"):
         if path.is_file():
             assert uploaded[path.relative_to(staging_path).as_posix()] == path.read_bytes()
+
+
+class HeldStore(storage.Remote):
+    """A local folder as the remote, whose uploads wait until `release` and record what each
+    one read: the order the Mirror uploads in, with a slow store, made deterministic."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root.as_uri(), fsspec.filesystem("file"), str(root))
+        self.started, self.released = threading.Event(), threading.Event()
+        self.uploads: list[tuple[str, bytes]] = []
+
+    def upload(self, source: Path, relative: str) -> None:
+        data = source.read_bytes()  # read when the upload starts, as a real one is
+        self.started.set()
+        assert self.released.wait(timeout=60), "never released"
+        self.uploads.append((relative, data))
+        self.filesystem.makedirs(posixpath.dirname(self.path(relative)), exist_ok=True)
+        self.write(relative, data)
+
+
+def published(mirror: storage.Mirror, path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as file:
+        file.write(text)
+    mirror.publish(path)
+
+
+def test_the_uploads_keep_the_store_consistent_at_every_moment(tmp_path: Path) -> None:
+    """Killed at any moment, the store must hold a run that resumes: last.pt never ahead of the
+    records it covers (metrics.jsonl published again keeps its place), run.json never naming a
+    last.pt that is not there (run.json published again goes behind it), and a file published
+    again during its own upload goes up again (its last content is never lost)."""
+    staging, store = tmp_path / "staging", HeldStore(tmp_path / "store")
+    files, layout = RunFiles(staging), LAYOUT
+    mirror = storage.Mirror(staging, store, print, growing=(layout.metrics.as_posix(),))
+    published(mirror, files.config, "config\n")  # on its way, held: the store is slow
+    assert store.started.wait(timeout=60)
+    published(mirror, files.config, "config, written again\n")  # during its own upload
+    published(mirror, files.manifest, "")
+    published(mirror, files.metrics, "step 1-4\n")
+    published(mirror, files.last, "checkpoint at step 4\n")
+    published(mirror, files.manifest, "names the checkpoint\n")
+    published(mirror, files.metrics, "step 5-8\n")  # the records go on after the checkpoint
+    store.released.set()
+    assert mirror.close(wait_seconds=60) == []
+    order = [relative for relative, _ in store.uploads]
+    uploaded = dict(store.uploads)  # the last upload of each
+    assert order.index(layout.metrics.as_posix()) < order.index(layout.last.as_posix())
+    assert order.index(layout.last.as_posix()) < order.index(layout.manifest.as_posix())
+    assert uploaded[layout.metrics.as_posix()] == b"step 1-4\nstep 5-8\n"
+    assert uploaded[layout.manifest.as_posix()] == b"names the checkpoint\n"
+    assert uploaded[layout.config.as_posix()] == b"config\nconfig, written again\n"
 
 
 def test_a_sweep_into_a_bucket_keeps_its_runs_there_and_its_logs_here(

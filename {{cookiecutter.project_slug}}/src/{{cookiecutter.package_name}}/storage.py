@@ -41,7 +41,7 @@ from .errors import (
     StorageError,
     run_command,
 )
-from .run_files import RUN_MARKERS, RunFiles
+from .run_files import METRICS, RUN_MARKERS, RunFiles
 
 PACKAGE = __package__ or "project"
 # protocol -> (the package that implements it, the project's extra that installs it)
@@ -303,19 +303,31 @@ def fetch_tree(location: str, wanted: Callable[[str], bool]) -> Path:
 class Mirror:
     """Uploads the files of one local folder to a remote one, beside training.
 
-    `publish(path)` queues a complete file; one worker thread uploads them in the order of their
-    last `publish`, retrying each with backoff while the store fails (the log says so once, and
-    once again when it works). `close` waits up to `wait_seconds` for the queue to empty and
-    returns what is still not uploaded.
+    `publish(path)` queues a complete file; one worker thread uploads them in order, retrying
+    each with backoff while the store fails (the log says so once, and once again when it
+    works). `close` waits up to `wait_seconds` for the queue to empty and returns what is still
+    not uploaded. An upload reads the file as it is then, so the order is what keeps the remote
+    consistent if the run is killed at any moment:
+    - a file published again goes to the end of the queue, behind the files published before
+      it: run.json naming a new last.pt goes up after that last.pt;
+    - except a file that only grows (`growing`, metrics.jsonl), which keeps its place: its newer
+      content holds all of its older, and the checkpoint published after the records it covers
+      must not go up before them (resume drops the records after its checkpoint's step);
+    - a file published again while it is being uploaded is uploaded again (that upload may have
+      read it before the write), so the last content of every file reaches the remote.
     """
 
-    def __init__(self, local: Path, remote: Remote, say: Callable[[str], None]) -> None:
+    def __init__(
+        self, local: Path, remote: Remote, say: Callable[[str], None], growing: Sequence[str] = ()
+    ) -> None:
         self.local, self.remote, self.say = local, remote, say
+        self.growing = frozenset(growing)
         # A store that drops a connection leaves aiohttp's tasks failed in fsspec's event loop,
         # which asyncio reports as "Task exception was never retrieved" with a traceback. The
         # upload's own error is handled below (retried, and said once): keep that noise out.
         logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         self.pending: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self.uploading: str | None = None  # taken from `pending`, on its way
         self.changed = threading.Condition()
         self.closing = False
         self.failing = False
@@ -325,8 +337,9 @@ class Mirror:
     def publish(self, path: Path) -> None:
         relative = path.relative_to(self.local).as_posix()
         with self.changed:
-            self.pending.pop(relative, None)  # to the end: uploaded after what was written before
-            self.pending[relative] = None
+            if relative not in self.growing:
+                self.pending.pop(relative, None)
+            self.pending.setdefault(relative, None)  # not queued (or on its way): to the end
             self.changed.notify()
 
     def upload_all(self) -> None:
@@ -336,15 +349,27 @@ class Mirror:
                     self.changed.wait()
                 if not self.pending:
                     return
-                relative = next(iter(self.pending))
-            self.upload_with_retries(relative)
+                relative, _ = self.pending.popitem(last=False)
+                self.uploading = relative
+            uploaded = self.upload_with_retries(relative)
+            with self.changed:
+                self.uploading = None
+                if not uploaded:  # closing, and its time is up: it stays to be reported
+                    if relative not in self.pending:
+                        self.pending[relative] = None
+                        self.pending.move_to_end(relative, last=False)
+                    self.changed.notify_all()
+                    return
+                self.changed.notify_all()
 
-    def upload_with_retries(self, relative: str) -> None:
+    def upload_with_retries(self, relative: str) -> bool:
+        """True once `relative` is on the remote (or gone locally); False when the run is closing
+        and the time to wait for the uploads is up."""
         for attempt in range(1_000_000):
             try:
                 self.remote.upload(self.local / relative, relative)
             except FileNotFoundError:  # removed locally since (a folder cleaned up): nothing to do
-                break
+                return True
             except Exception as error:  # the store's own kinds: connection, permission, throttling
                 if not self.failing:
                     self.failing = True
@@ -354,18 +379,15 @@ class Mirror:
                     )
                 with self.changed:
                     if self.closing and self.deadline_passed():
-                        return
+                        return False
                     wait = RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]
                     self.changed.wait(timeout=wait)
                 continue
             if self.failing:
                 self.failing = False
                 self.say(f"uploads to {self.remote.url} work again")
-            break
-        with self.changed:
-            if next(iter(self.pending), None) == relative:
-                self.pending.pop(relative)
-            self.changed.notify_all()
+            return True
+        return False
 
     deadline = 0.0
 
@@ -380,7 +402,9 @@ class Mirror:
             self.changed.notify_all()
         self.worker.join(timeout=max(wait_seconds, 0) + 1)
         with self.changed:
-            return list(self.pending)
+            uploading = self.uploading
+            on_its_way = [uploading] if uploading and uploading not in self.pending else []
+            return [*on_its_way, *self.pending]
 
 
 class NoUploads:
@@ -401,7 +425,7 @@ class RunUploads:
 
     def __init__(self, staging: Path, url: str) -> None:
         self.staging, self.url = staging, url
-        self.mirror = Mirror(staging, open_remote(url), lambda text: print(text, flush=True))
+        self.mirror = Mirror(staging, open_remote(url), say_now, growing=(METRICS,))
 
     def publish(self, path: Path) -> None:
         self.mirror.publish(path)
@@ -428,6 +452,10 @@ class RunUploads:
             f"{', ...' if len(left) > 3 else ''}); they are in {self.staging}: upload them with "
             f"`python -m {PACKAGE}.storage sync {self.staging} {self.url}`"
         )
+
+
+def say_now(text: str) -> None:
+    print(text, flush=True)
 
 
 def uploads_for(staging: Path, url: str | None, uploads_here: bool) -> NoUploads | RunUploads:
