@@ -1,9 +1,12 @@
 """The pre-commit hook `environment-matches-lock` refuses a commit from an environment whose
-packages are not the versions uv.lock pins (scripts/check_environment.py)."""
+packages are not the versions uv.lock pins (scripts/check_environment.py); and the environments
+nox installs hold the source as it is now."""
 
 from __future__ import annotations
 
+import os
 import runpy
+import shutil
 import subprocess
 import sys
 from importlib.metadata import version
@@ -13,6 +16,7 @@ import pytest
 import yaml
 
 HOOK_ID = "environment-matches-lock"
+PACKAGE = "{{ cookiecutter.package_name }}"
 
 
 LOCK = """version = 1
@@ -75,3 +79,29 @@ def test_the_hook_runs_before_every_commit(project_root: Path) -> None:
     assert hook["always_run"] is True
     assert hook["pass_filenames"] is False
     assert hook["stages"] == ["pre-commit"]
+
+
+def test_an_edit_in_src_reaches_the_next_install_of_the_project_as_a_wheel(
+    project_root: Path, tmp_path: Path
+) -> None:
+    """nox's sessions install the project as a wheel (noxfile.install_locked: --no-editable),
+    and uv reuses a wheel it built until a file of [tool.uv] cache-keys changes: an edit in
+    src/ must be one, or nox tests the code of an earlier build."""
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is not on PATH (scripts/setup_dev.sh and nox install it)")
+    project = tmp_path / "project"
+    shutil.copytree(project_root / "src", project / "src", ignore=shutil.ignore_patterns("__py*"))
+    for name in ("pyproject.toml", "uv.lock", "README.md", "LICENSE"):
+        if (project_root / name).is_file():
+            shutil.copy2(project_root / name, project / name)
+    environment = tmp_path / "environment"
+    sync = [uv, "sync", "--locked", "--inexact", "--no-default-groups", "--no-editable"]
+    sync.append("--offline")  # what it installs is in uv's cache: the session installed it
+    variables = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(environment)}
+    subprocess.run(sync, cwd=project, env=variables, check=True, capture_output=True)
+    source = project / "src" / PACKAGE / "__init__.py"
+    source.write_text(source.read_text(encoding="utf-8") + "EDITED = True\n", encoding="utf-8")
+    subprocess.run(sync, cwd=project, env=variables, check=True, capture_output=True)
+    [installed] = environment.glob(f"lib/python*/site-packages/{PACKAGE}/__init__.py")
+    assert installed.read_text(encoding="utf-8").endswith("EDITED = True\n")
