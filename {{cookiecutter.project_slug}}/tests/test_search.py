@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from {{ cookiecutter.package_name }} import report, search
+from {{ cookiecutter.package_name }}.search_report import axis_labels, position
 from {{ cookiecutter.package_name }}.config import load_config
 from {{ cookiecutter.package_name }}.errors import PreemptedError
 from {{ cookiecutter.package_name }}.run_files import RunFiles
@@ -289,6 +290,19 @@ def test_report_on_a_study_ranks_the_trials_and_plots_them(
         for image in ("lr_width-history.png", "lr_width-parallel.png"):
             assert f"![{image}]({image})" in text
             assert (tmp_path / image).stat().st_size > 10_000
+
+
+def test_the_parallel_plot_labels_choices_by_their_values_and_log_keys_in_their_units() -> None:
+    """Each label where the lines are drawn (0 bottom, 1 top): every choice drawn, by its value
+    (not its index); a log key's lowest and highest in its own units; one value drawn, one
+    label at the middle, where its lines run."""
+    choice = "choice:8,16,32"
+    drawn = [position(16, choice), position(32, choice), position(16, choice)]
+    assert axis_labels(drawn, choice) == [(0.0, "16"), (1.0, "32")]
+    log = "log:0.001:0.01"
+    drawn = [position(0.004, log), position(0.001, log), position(0.01, log)]
+    assert axis_labels(drawn, log) == [(0.0, "0.001"), (1.0, "0.01")]
+    assert axis_labels([0.75, 0.75, float("nan")], None) == [(0.5, "0.75")]
 
 
 def test_slurm_dry_run_prints_a_shellcheck_clean_array_of_workers_and_writes_nothing(

@@ -115,6 +115,8 @@ def plot_study(study: str, trials: Sequence[Run], keys: Sequence[str], out: Path
     for status, marker, colour in (("complete", "o", "tab:blue"), ("pruned", "x", "tab:grey")):
         chosen = [run for run in by_number if (run.manifest.get("status") in FINISHED)
                   == (status == "complete")]  # fmt: skip
+        if not chosen:  # no legend entry for what is not drawn
+            continue
         axis.scatter([run.manifest["search"]["trial"] for run in chosen],
                      [value(run) for run in chosen], marker=marker, color=colour,
                      label=f"{status} trials")  # fmt: skip
@@ -127,6 +129,7 @@ def plot_study(study: str, trials: Sequence[Run], keys: Sequence[str], out: Path
     if steps:
         axis.step(*zip(*steps, strict=True), where="post", color="tab:red", label="best so far")
     axis.set(xlabel="trial", ylabel=metric, title=f"Study {study}: {metric} per trial")
+    axis.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # trial numbers are whole
     axis.legend(fontsize="small")
     figure.tight_layout()
     save_figure(figure, out / f"{study}-history.png")
@@ -159,13 +162,9 @@ def draw_parallel(
     axis.set_yticks([0, 1], ["low", "high"])
     for place, name in enumerate(axes):
         axis.axvline(place, color="black", linewidth=0.6)
-        values = [raw for raw in columns[name] if not math.isnan(raw)]
-        if values:
-            unlog = name != metric and space[name].startswith("log:")
-            for end, raw in ((0, min(values)), (1, max(values))):
-                text = f"{10**raw:.3g}" if unlog else f"{raw:.3g}"
-                axis.annotate(text, (place, end), xytext=(4, 0), textcoords="offset points",
-                              fontsize="small", va="center")  # fmt: skip
+        for height, text in axis_labels(columns[name], None if name == metric else space[name]):
+            axis.annotate(text, (place, height), xytext=(4, 0), textcoords="offset points",
+                          fontsize="small", va="center")  # fmt: skip
     axis.set(title=f"Study {study}: each trial across the searched keys (dashed: pruned)")
     colour_bar = figure.colorbar(
         plt.cm.ScalarMappable(norm=plt.Normalize(low, high), cmap=colour_map), ax=axis
@@ -179,10 +178,28 @@ def save_figure(figure: Any, path: Path) -> None:
     write_atomically(path, lambda file: figure.savefig(file, format="png", dpi=120))
 
 
+def axis_labels(column: Sequence[float], spec: str | None) -> list[tuple[float, str]]:
+    """What to write where on one axis of the parallel plot (height 0..1, as `spread` places
+    the lines): each choice drawn, by its value; else the lowest and the highest value drawn
+    (a log key's in its own units). `spec` is None for the metric's axis."""
+    drawn = sorted({raw for raw in column if not math.isnan(raw)})
+    heights = dict(zip(drawn, spread(drawn), strict=True))
+    if spec is not None and spec.startswith("choice:"):
+        choices = choice_values(spec)
+        return [(heights[index], shown(choices[int(index)])) for index in drawn]
+    unlog = spec is not None and spec.startswith("log:")
+    ends = dict.fromkeys(drawn[:1] + drawn[-1:])  # one label when every trial drew one value
+    return [(heights[raw], f"{10**raw:.3g}" if unlog else f"{raw:.3g}") for raw in ends]
+
+
+def choice_values(spec: str) -> list[Any]:
+    return [parse_yaml(choice) for choice in spec.removeprefix("choice:").split(",")]
+
+
 def position(raw: Any, spec: str) -> float:
     """Where a value sits on its axis: log10 for log: keys, the index for choice: keys."""
     if spec.startswith("choice:"):
-        choices = [parse_yaml(choice) for choice in spec.removeprefix("choice:").split(",")]
+        choices = choice_values(spec)
         return float(choices.index(raw)) if raw in choices else math.nan
     if raw is None:
         return math.nan
