@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 
 from {{ cookiecutter.package_name }} import report, search
-from {{ cookiecutter.package_name }}.search_report import axis_labels, position
 from {{ cookiecutter.package_name }}.config import load_config
 from {{ cookiecutter.package_name }}.errors import PreemptedError
 from {{ cookiecutter.package_name }}.run_files import RunFiles
+from {{ cookiecutter.package_name }}.search_report import axis_labels, position
 from {{ cookiecutter.package_name }}.search_space import parse_space
 from {{ cookiecutter.package_name }}.search_worker import fail_dead_trials, sampler_for
 

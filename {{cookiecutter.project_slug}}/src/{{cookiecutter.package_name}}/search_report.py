@@ -103,6 +103,7 @@ def plot_study(study: str, trials: Sequence[Run], keys: Sequence[str], out: Path
 
         matplotlib.use("Agg")  # files only: no display needed
         import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
+        from matplotlib.ticker import MaxNLocator  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
         return []
     search = trials[0].manifest["search"]
@@ -129,7 +130,7 @@ def plot_study(study: str, trials: Sequence[Run], keys: Sequence[str], out: Path
     if steps:
         axis.step(*zip(*steps, strict=True), where="post", color="tab:red", label="best so far")
     axis.set(xlabel="trial", ylabel=metric, title=f"Study {study}: {metric} per trial")
-    axis.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # trial numbers are whole
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # trial numbers are whole
     axis.legend(fontsize="small")
     figure.tight_layout()
     save_figure(figure, out / f"{study}-history.png")
