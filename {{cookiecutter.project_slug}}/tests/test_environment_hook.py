@@ -99,9 +99,14 @@ def test_an_edit_in_src_reaches_the_next_install_of_the_project_as_a_wheel(
     sync = [uv, "sync", "--locked", "--inexact", "--no-default-groups", "--no-editable"]
     sync.append("--offline")  # what it installs is in uv's cache: the session installed it
     variables = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(environment)}
-    subprocess.run(sync, cwd=project, env=variables, check=True, capture_output=True)
+
+    def install() -> None:
+        result = subprocess.run(sync, cwd=project, env=variables, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr  # e.g. UV_NO_CACHE set: nothing cached
+
+    install()
     source = project / "src" / PACKAGE / "__init__.py"
     source.write_text(source.read_text(encoding="utf-8") + "EDITED = True\n", encoding="utf-8")
-    subprocess.run(sync, cwd=project, env=variables, check=True, capture_output=True)
+    install()
     [installed] = environment.glob(f"lib/python*/site-packages/{PACKAGE}/__init__.py")
     assert installed.read_text(encoding="utf-8").endswith("EDITED = True\n")

@@ -240,15 +240,20 @@ def test_a_store_that_goes_down_mid_run_loses_nothing(
 
 
 class HeldStore(storage.Remote):
-    """A local folder as the remote, whose uploads wait until `release` and record what each
-    one read: the order the Mirror uploads in, with a slow store, made deterministic."""
+    """A local folder as the remote, whose uploads wait until `released` (or fail while `down`)
+    and record what each one read: the order the Mirror uploads in, with a slow or a failing
+    store, made deterministic."""
 
     def __init__(self, root: Path) -> None:
         super().__init__(root.as_uri(), fsspec.filesystem("file"), str(root))
-        self.started, self.released = threading.Event(), threading.Event()
+        self.started, self.released, self.refused = (threading.Event() for _ in range(3))
+        self.down = False
         self.uploads: list[tuple[str, bytes]] = []
 
     def upload(self, source: Path, relative: str) -> None:
+        if self.down:
+            self.refused.set()
+            raise ConnectionRefusedError("the store is down")
         data = source.read_bytes()  # read when the upload starts, as a real one is
         self.started.set()
         assert self.released.wait(timeout=60), "never released"
@@ -289,6 +294,30 @@ def test_the_uploads_keep_the_store_consistent_at_every_moment(tmp_path: Path) -
     assert uploaded[layout.metrics.as_posix()] == b"step 1-4\nstep 5-8\n"
     assert uploaded[layout.manifest.as_posix()] == b"names the checkpoint\n"
     assert uploaded[layout.config.as_posix()] == b"config\nconfig, written again\n"
+
+
+def test_a_retry_after_an_outage_never_puts_a_newer_checkpoint_ahead_of_its_records(
+    tmp_path: Path,
+) -> None:
+    """last.pt's upload fails while the store is down; meanwhile the run logs on and saves a
+    newer last.pt. A retry would upload the newer one ahead of the records it covers: the
+    queued entry goes up instead, after them."""
+    staging, store = tmp_path / "staging", HeldStore(tmp_path / "store")
+    files, layout = RunFiles(staging), LAYOUT
+    store.released.set()
+    store.down = True
+    mirror = storage.Mirror(staging, store, print, growing=(layout.metrics.as_posix(),))
+    published(mirror, files.last, "checkpoint at step 4\n")
+    assert store.refused.wait(timeout=60)  # on its way, and failing
+    published(mirror, files.metrics, "step 1-8\n")
+    files.last.write_text("checkpoint at step 8\n", encoding="utf-8")  # saved anew
+    mirror.publish(files.last)
+    store.down = False
+    assert mirror.close(wait_seconds=60) == []
+    assert store.uploads == [
+        (layout.metrics.as_posix(), b"step 1-8\n"),
+        (layout.last.as_posix(), b"checkpoint at step 8\n"),
+    ]
 
 
 def test_a_sweep_into_a_bucket_keeps_its_runs_there_and_its_logs_here(

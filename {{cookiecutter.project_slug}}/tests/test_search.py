@@ -254,15 +254,20 @@ def test_workers_that_look_at_once_fail_each_dead_trial_once_and_take_each_trial
         trial.suggest_float("optim.lr", 0.001, 0.01, log=True)
         trial.set_user_attr("worker", dead)
     context = multiprocessing.get_context("fork")
-    barrier, taken = context.Barrier(WORKERS), context.SimpleQueue()
+    # A worker that fails breaks the barrier for the others (timeout): the test fails, not hangs.
+    barrier, taken = context.Barrier(WORKERS, timeout=60), context.SimpleQueue()
     workers = [
         context.Process(target=look_at_once, args=(arguments, tmp_path, barrier, taken))
         for _ in range(WORKERS)
     ]
     for worker in workers:
         worker.start()
-    for worker in workers:
-        worker.join(timeout=120)
+    try:
+        for worker in workers:
+            worker.join(timeout=120)
+    finally:
+        for worker in workers:
+            worker.kill()
     assert [worker.exitcode for worker in workers] == [0] * WORKERS
     trials = search.open_study(optuna, plan, choice).get_trials()
     assert [trial.state.name for trial in trials[:WORKERS]] == ["FAIL"] * WORKERS
@@ -303,6 +308,9 @@ def test_the_parallel_plot_labels_choices_by_their_values_and_log_keys_in_their_
     drawn = [position(0.004, log), position(0.001, log), position(0.01, log)]
     assert axis_labels(drawn, log) == [(0.0, "0.001"), (1.0, "0.01")]
     assert axis_labels([0.75, 0.75, float("nan")], None) == [(0.5, "0.75")]
+    assert axis_labels([position(False, "choice:true,false")], "choice:true,false") == [
+        (0.5, "false")
+    ]
 
 
 def test_slurm_dry_run_prints_a_shellcheck_clean_array_of_workers_and_writes_nothing(

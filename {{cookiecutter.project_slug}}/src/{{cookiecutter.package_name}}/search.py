@@ -158,7 +158,7 @@ def open_storage(optuna: Any, search: Search, choice: str) -> Any:
             return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path))
         if choice.startswith("sqlite:///") and not search.storage:
             search.folder.mkdir(parents=True, exist_ok=True)  # the default: study.db in it
-        if choice.startswith("sqlite:"):
+        if choice.startswith("sqlite"):  # sqlite:///... and sqlite+pysqlite:///...
             storage = optuna.storages.RDBStorage(
                 choice, engine_kwargs={"connect_args": {"timeout": SQLITE_WAIT_SECONDS}}
             )
@@ -182,6 +182,8 @@ def one_writer_at_a_time(storage: Any) -> Any:
     turns (each waits up to SQLITE_WAIT_SECONDS). SQLAlchemy's recipe for SQLite transactions:
     https://docs.sqlalchemy.org/en/20/dialects/sqlite.html#serializable-isolation-savepoints-transactional-ddl
     """
+    if storage.engine.url.database in (None, "", ":memory:"):
+        return storage  # in memory: one connection, of this process alone (dispose would drop it)
     event = importlib.import_module("sqlalchemy.event")
 
     def no_implicit_begin(connection: Any, _record: Any) -> None:

@@ -186,8 +186,8 @@ def axis_labels(column: Sequence[float], spec: str | None) -> list[tuple[float, 
     drawn = sorted({raw for raw in column if not math.isnan(raw)})
     heights = dict(zip(drawn, spread(drawn), strict=True))
     if spec is not None and spec.startswith("choice:"):
-        choices = choice_values(spec)
-        return [(heights[index], shown(choices[int(index)])) for index in drawn]
+        written = spec.removeprefix("choice:").split(",")  # as --space spelled them
+        return [(heights[index], written[int(index)]) for index in drawn]
     unlog = spec is not None and spec.startswith("log:")
     ends = dict.fromkeys(drawn[:1] + drawn[-1:])  # one label when every trial drew one value
     return [(heights[raw], f"{10**raw:.3g}" if unlog else f"{raw:.3g}") for raw in ends]

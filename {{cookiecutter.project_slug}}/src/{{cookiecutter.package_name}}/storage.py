@@ -306,15 +306,19 @@ class Mirror:
     `publish(path)` queues a complete file; one worker thread uploads them in order, retrying
     each with backoff while the store fails (the log says so once, and once again when it
     works). `close` waits up to `wait_seconds` for the queue to empty and returns what is still
-    not uploaded. An upload reads the file as it is then, so the order is what keeps the remote
-    consistent if the run is killed at any moment:
-    - a file published again goes to the end of the queue, behind the files published before
-      it: run.json naming a new last.pt goes up after that last.pt;
-    - except a file that only grows (`growing`, metrics.jsonl), which keeps its place: its newer
-      content holds all of its older, and the checkpoint published after the records it covers
-      must not go up before them (resume drops the records after its checkpoint's step);
-    - a file published again while it is being uploaded is uploaded again (that upload may have
-      read it before the write), so the last content of every file reaches the remote.
+    not uploaded. An upload reads the file as it is when the upload starts; the order keeps the
+    remote a run that resumes if the run is killed between two uploads:
+    - a file published again goes to the end of the queue, behind the files published before it
+      (what it holds now may need them there first);
+    - except a file that only grows (`growing`: metrics.jsonl, cut back only when a resume
+      starts), which keeps its place: what it holds now includes what it held, and a checkpoint
+      published after the records it covers must not go up before them (a resume drops the
+      records after its checkpoint's step, but cannot make up missing ones);
+    - a file published again while its upload was failing gives that upload up for the queued
+      entry (`superseded`), and one published again during a successful upload goes up again,
+      so the last content of every file reaches the remote.
+    Not covered: a file replaced in the instant between its turn coming and its upload opening
+    it goes up as replaced (taking a copy of every file at publish would close that).
     """
 
     def __init__(
@@ -382,12 +386,21 @@ class Mirror:
                         return False
                     wait = RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]
                     self.changed.wait(timeout=wait)
+                    if self.superseded(relative):
+                        return True
                 continue
             if self.failing:
                 self.failing = False
                 self.say(f"uploads to {self.remote.url} work again")
             return True
         return False
+
+    def superseded(self, relative: str) -> bool:
+        """Published again while its upload kept failing: the queued entry goes up in its place,
+        behind what was published before it; a retry would read the file as it is now (a newer
+        last.pt, ahead of the records it covers). A growing file's retry goes on: what it holds
+        now includes what the files published after it need."""
+        return relative not in self.growing and relative in self.pending
 
     deadline = 0.0
 
