@@ -270,10 +270,10 @@ def published(mirror: storage.Mirror, path: Path, text: str) -> None:
 
 
 def test_the_uploads_keep_the_store_consistent_at_every_moment(tmp_path: Path) -> None:
-    """Killed at any moment, the store must hold a run that resumes: last.pt never ahead of the
-    records it covers (metrics.jsonl published again keeps its place), run.json never naming a
-    last.pt that is not there (run.json published again goes behind it), and a file published
-    again during its own upload goes up again (its last content is never lost)."""
+    """Killed between two uploads, the store must hold a run that resumes: last.pt never ahead
+    of the records it covers (metrics.jsonl published again keeps its place); any other file
+    published again goes behind what was published before it (run.json here); and a file
+    published again during its own upload goes up again (its last content is never lost)."""
     staging, store = tmp_path / "staging", HeldStore(tmp_path / "store")
     files, layout = RunFiles(staging), LAYOUT
     mirror = storage.Mirror(staging, store, print, growing=(layout.metrics.as_posix(),))
@@ -283,7 +283,7 @@ def test_the_uploads_keep_the_store_consistent_at_every_moment(tmp_path: Path) -
     published(mirror, files.manifest, "")
     published(mirror, files.metrics, "step 1-4\n")
     published(mirror, files.last, "checkpoint at step 4\n")
-    published(mirror, files.manifest, "names the checkpoint\n")
+    published(mirror, files.manifest, "after the checkpoint\n")
     published(mirror, files.metrics, "step 5-8\n")  # the records go on after the checkpoint
     store.released.set()
     assert mirror.close(wait_seconds=60) == []
@@ -292,7 +292,7 @@ def test_the_uploads_keep_the_store_consistent_at_every_moment(tmp_path: Path) -
     assert order.index(layout.metrics.as_posix()) < order.index(layout.last.as_posix())
     assert order.index(layout.last.as_posix()) < order.index(layout.manifest.as_posix())
     assert uploaded[layout.metrics.as_posix()] == b"step 1-4\nstep 5-8\n"
-    assert uploaded[layout.manifest.as_posix()] == b"names the checkpoint\n"
+    assert uploaded[layout.manifest.as_posix()] == b"after the checkpoint\n"
     assert uploaded[layout.config.as_posix()] == b"config\nconfig, written again\n"
 
 

@@ -193,14 +193,10 @@ def axis_labels(column: Sequence[float], spec: str | None) -> list[tuple[float, 
     return [(heights[raw], f"{10**raw:.3g}" if unlog else f"{raw:.3g}") for raw in ends]
 
 
-def choice_values(spec: str) -> list[Any]:
-    return [parse_yaml(choice) for choice in spec.removeprefix("choice:").split(",")]
-
-
 def position(raw: Any, spec: str) -> float:
     """Where a value sits on its axis: log10 for log: keys, the index for choice: keys."""
     if spec.startswith("choice:"):
-        choices = choice_values(spec)
+        choices = [parse_yaml(choice) for choice in spec.removeprefix("choice:").split(",")]
         return float(choices.index(raw)) if raw in choices else math.nan
     if raw is None:
         return math.nan

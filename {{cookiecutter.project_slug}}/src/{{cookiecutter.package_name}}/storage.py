@@ -358,13 +358,12 @@ class Mirror:
             uploaded = self.upload_with_retries(relative)
             with self.changed:
                 self.uploading = None
-                if not uploaded:  # closing, and its time is up: it stays to be reported
-                    if relative not in self.pending:
-                        self.pending[relative] = None
-                        self.pending.move_to_end(relative, last=False)
-                    self.changed.notify_all()
-                    return
+                if not uploaded and relative not in self.pending:  # closing, time up: reported
+                    self.pending[relative] = None
+                    self.pending.move_to_end(relative, last=False)
                 self.changed.notify_all()
+            if not uploaded:
+                return
 
     def upload_with_retries(self, relative: str) -> bool:
         """True once `relative` is on the remote (or gone locally); False when the run is closing
@@ -438,7 +437,9 @@ class RunUploads:
 
     def __init__(self, staging: Path, url: str) -> None:
         self.staging, self.url = staging, url
-        self.mirror = Mirror(staging, open_remote(url), say_now, growing=(METRICS,))
+        self.mirror = Mirror(
+            staging, open_remote(url), lambda text: print(text, flush=True), growing=(METRICS,)
+        )
 
     def publish(self, path: Path) -> None:
         self.mirror.publish(path)
@@ -465,10 +466,6 @@ class RunUploads:
             f"{', ...' if len(left) > 3 else ''}); they are in {self.staging}: upload them with "
             f"`python -m {PACKAGE}.storage sync {self.staging} {self.url}`"
         )
-
-
-def say_now(text: str) -> None:
-    print(text, flush=True)
 
 
 def uploads_for(staging: Path, url: str | None, uploads_here: bool) -> NoUploads | RunUploads:
