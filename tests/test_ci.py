@@ -1,4 +1,4 @@
-"""`.ci/run` runs exactly the sessions that `nox` runs, split into lanes that run side by side."""
+"""`.ci/run` runs exactly the sessions that `nox` runs, each once, two at a time."""
 
 from __future__ import annotations
 
@@ -7,21 +7,26 @@ import re
 import shlex
 
 from tests.baking import TEMPLATE_ROOT
+from tests.combinations import SMOKE_COMBINATIONS
 
 
 def default_sessions() -> list[str]:
-    """`nox.options.sessions` as noxfile.py sets it."""
+    """`nox.options.sessions` as noxfile.py sets it, each parametrized one by its ids (smoke's
+    are SMOKE_COMBINATIONS)."""
     tree = ast.parse((TEMPLATE_ROOT / "noxfile.py").read_text(encoding="utf-8"))
     for node in tree.body:
         if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "nox.options.sessions":
             sessions: list[str] = ast.literal_eval(node.value)
-            return sessions
+            smoke = [f"smoke({combination})" for combination in SMOKE_COMBINATIONS]
+            expanded = (smoke if session == "smoke" else [session] for session in sessions)
+            return [name for names in expanded for name in names]
     raise AssertionError("noxfile.py sets no nox.options.sessions")
 
 
-def test_the_ci_lanes_run_exactly_the_default_sessions() -> None:
+def test_ci_runs_exactly_the_default_sessions_each_once() -> None:
     script = (TEMPLATE_ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    lanes = re.findall(r"^python3 -m nox -s ([^>&\n]+)", script, flags=re.MULTILINE)
-    assert len(lanes) == 2, script
-    in_lanes = [session for lane in lanes for session in shlex.split(lane)]
-    assert sorted(in_lanes) == sorted(default_sessions())
+    [listed] = re.findall(r"^SESSIONS=\((.*?)^\)", script, flags=re.MULTILINE | re.DOTALL)
+    sessions = shlex.split(listed)
+    assert sorted(sessions) == sorted(default_sessions())
+    assert len(set(sessions)) == len(sessions)
+    assert 'python3 -m nox -s "$1"' in script  # each session by its own name
