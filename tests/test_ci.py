@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import re
 import shlex
+import subprocess
 
 from tests.baking import TEMPLATE_ROOT
 from tests.combinations import SMOKE_COMBINATIONS
@@ -24,9 +25,10 @@ def default_sessions() -> list[str]:
 
 
 def test_ci_runs_exactly_the_default_sessions_each_once() -> None:
-    script = (TEMPLATE_ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    path = TEMPLATE_ROOT / ".ci" / "run"
+    script = path.read_text(encoding="utf-8")
+    subprocess.run(["bash", "-n", str(path)], check=True)  # it parses
     [listed] = re.findall(r"^SESSIONS=\((.*?)^\)", script, flags=re.MULTILINE | re.DOTALL)
-    sessions = shlex.split(listed)
-    assert sorted(sessions) == sorted(default_sessions())
-    assert len(set(sessions)) == len(sessions)
-    assert 'python3 -m nox -s "$1"' in script  # each session by its own name
+    assert sorted(shlex.split(listed, comments=True)) == sorted(default_sessions())
+    assert 'for session in "${SESSIONS[@]}"; do' in script  # every one of them
+    assert 'python3 -m nox -s "$1"' in script  # each by its own name
