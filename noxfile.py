@@ -118,7 +118,11 @@ def smoke(session: nox.Session, combination: str) -> None:
         # default row to the bit (the tracking tests train with the row's backend).
         session.run("nox", "--non-interactive", "-s", "lock", env=env)
         row_tests = SMOKE_TESTS.get(combination, TRACKING_TESTS)
-        session.run("nox", "--non-interactive", "-s", "tests", "--", *row_tests, env=env)
+        # In one process (-n 0): each pytest-xdist worker, and its controller, imports torch
+        # through conftest.py (~4 s of CPU each) for a few seconds of tests.
+        session.run(
+            "nox", "--non-interactive", "-s", "tests", "--", "-n", "0", *row_tests, env=env
+        )  # fmt: skip
     shutil.rmtree(scratch)
 
 
