@@ -6,9 +6,12 @@ evaluates each job's `rules:` (`--list-json` prints `when: never` for a job left
 `workflow:rules`, so `pipeline_jobs` evaluates those with gitlab-ci-local's own rule evaluator
 (`Utils.getRulesResult`, the function behind every job's rules) through node.
 
-Installing it takes about two minutes of CPU on a machine without it: npm builds its `re2`
-dependency from source when, as here, GitHub's prebuilt binaries cannot be downloaded. It is
-installed once per machine, into a cache folder.
+gitlab-ci-local evaluates `=~` with RE2, GitLab's own regex engine, through the `re2` package:
+a native addon that npm builds from source (about two minutes of CPU) wherever GitHub's prebuilt
+binaries cannot be downloaded, as on this project's CI. It is installed here with `re2` replaced
+by `re2-wasm`, Google's own build of the same RE2 library to WebAssembly (a few seconds); the
+two differ only in that `re2-wasm` asks for the `u` flag, which `re2` implies (it matches on
+UTF-8 always). It is installed once per machine, into a cache folder.
 """
 
 from __future__ import annotations
@@ -23,6 +26,23 @@ from pathlib import Path
 import yaml
 
 GITLAB_CI_LOCAL_VERSION = "4.56.2"
+RE2_WASM_VERSION = "1.0.2"
+# A package named `re2` that npm installs in place of the native one (`overrides`).
+RE2_FROM_WASM = {
+    "package.json": json.dumps({"name": "re2", "version": "1.21.4", "main": "index.js",
+                                "dependencies": {"re2-wasm": RE2_WASM_VERSION}}),
+    "index.js": """"use strict";
+const { RE2 } = require("re2-wasm");
+// The native re2 treats every pattern as Unicode; re2-wasm refuses one without the `u` flag.
+class UnicodeRE2 extends RE2 {
+  constructor(pattern, flags = "") {
+    super(pattern, flags.includes("u") ? flags : flags + "u");
+  }
+}
+module.exports = UnicodeRE2;
+module.exports.default = UnicodeRE2;
+""",
+}  # fmt: skip
 WORKFLOW_RULES = """
 const [utils, rules, variables] = process.argv.slice(1);
 const { Utils } = await import(utils);
@@ -37,7 +57,8 @@ def install_folder() -> Path:
     if os.environ.get("GITLAB_CI_LOCAL_HOME"):
         return Path(os.environ["GITLAB_CI_LOCAL_HOME"])
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "torch-template" / f"gitlab-ci-local-{GITLAB_CI_LOCAL_VERSION}"
+    name = f"gitlab-ci-local-{GITLAB_CI_LOCAL_VERSION}-re2-wasm-{RE2_WASM_VERSION}"
+    return cache / "torch-template" / name
 
 
 def install_gitlab_ci_local() -> Path | None:
@@ -56,9 +77,18 @@ def install_gitlab_ci_local() -> Path | None:
             # taken for a finished one.
             partial = folder.with_name(f"{folder.name}.partial")
             shutil.rmtree(partial, ignore_errors=True)
+            shim = partial / "re2-from-wasm"
+            shim.mkdir(parents=True)
+            for name, text in RE2_FROM_WASM.items():
+                (shim / name).write_text(text, encoding="utf-8")
+            manifest = {"private": True,
+                        "dependencies": {"gitlab-ci-local": GITLAB_CI_LOCAL_VERSION},
+                        "overrides": {"re2": f"file:./{shim.name}"}}  # fmt: skip
+            (partial / "package.json").write_text(json.dumps(manifest), encoding="utf-8")
+            # --install-links: the shim is copied into node_modules, where it finds re2-wasm.
             subprocess.run(
-                [str(npm), "install", "--prefix", str(partial), "--no-audit", "--no-fund",
-                 "--no-save", f"gitlab-ci-local@{GITLAB_CI_LOCAL_VERSION}"],
+                [str(npm), "install", "--prefix", str(partial), "--install-links",
+                 "--no-audit", "--no-fund"],
                 check=True, capture_output=True, text=True,
             )  # fmt: skip
             shutil.rmtree(folder, ignore_errors=True)

@@ -102,6 +102,28 @@ def gitlab_ci_local() -> Path:
     return installed
 
 
+def test_rules_match_with_re2_not_javascript_regexps(gitlab_ci_local: Path) -> None:
+    """GitLab evaluates `=~` with RE2: a back-reference or a look-ahead, which JavaScript's own
+    regexps accept, is an invalid pattern there, and `\\d` is an ASCII digit only."""
+    engine = subprocess.run(
+        ["node", "--input-type=module", "-e", RE2_PROBE, r"(a)\1", "(?=a)", r"^v\d+\.\d+\.\d+$"],
+        capture_output=True, text=True, check=True, cwd=gitlab_ci_local,
+    ).stdout.split()  # fmt: skip
+    assert engine == ["refused", "refused", "v1.2.3", "null"]
+
+
+# The `re2` that gitlab-ci-local imports: each of two patterns compiled, then the tag pattern
+# matched against an ASCII tag and one with an Arabic-Indic digit one (U+0661).
+RE2_PROBE = r"""
+import RE2 from "re2";
+const [backReference, lookAhead, tag] = process.argv.slice(1);
+for (const pattern of [backReference, lookAhead]) {
+  try { new RE2(pattern, ""); console.log("accepted"); } catch { console.log("refused"); }
+}
+for (const name of ["v1.2.3", "v\u0661.2.3"]) console.log(String(name.match(new RE2(tag, ""))));
+"""
+
+
 def bake_gitlab(folder: Path, **answers: Answer) -> Path:
     """A gitlab bake whose main is also origin/main, as in a clone: rules:changes compare to it."""
     from tests.helpers import set_git_identity
