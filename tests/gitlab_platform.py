@@ -25,6 +25,7 @@ from pathlib import Path
 
 import yaml
 
+Pipeline = tuple[Path, dict[str, str]]
 GITLAB_CI_LOCAL_VERSION = "4.56.2"
 RE2_WASM_VERSION = "1.0.2"
 # A package named `re2` that npm installs in place of the native one (`overrides`).
@@ -43,12 +44,40 @@ module.exports = UnicodeRE2;
 module.exports.default = UnicodeRE2;
 """,
 }  # fmt: skip
-WORKFLOW_RULES = """
-const [utils, rules, variables] = process.argv.slice(1);
-const { Utils } = await import(utils);
-const options = { rules: JSON.parse(rules), variables: JSON.parse(variables), cwd: ".",
-                  argv: { evaluateRuleChanges: false } };
-console.log(Utils.getRulesResult(options, null, "always").when);
+# Lists many pipelines in one node process: each CLI start costs about a second of CPU (node
+# loading gitlab-ci-local) for 0.2 s of listing. Each listing is gitlab-ci-local's own `handler`,
+# the function its CLI calls with the parsed command line, given what
+# `gitlab-ci-local --list-json --no-cleanup --variable NAME=value ...` parses to, and run in the
+# pipeline's folder, as the CLI runs there. --no-cleanup: a listing starts no containers, and
+# the cleanup would run two `docker` commands for each job. workflow:rules first, with the
+# evaluator behind every job's rules, as the CLI does not evaluate them.
+PIPELINE_JOBS = """
+const [source, pipelines] = process.argv.slice(1);
+const { handler } = await import(`${source}/handler.js`);
+const { Utils } = await import(`${source}/utils.js`);
+const { WriteStreamsMock } = await import(`${source}/write-streams.js`);
+const listed = [];
+for (const { folder, workflowRules, variables } of JSON.parse(pipelines)) {
+  process.chdir(folder);
+  const options = { rules: workflowRules, variables, cwd: ".",
+                    argv: { evaluateRuleChanges: false } };
+  const workflow = Utils.getRulesResult(options, null, "always").when;
+  if (workflow !== "always") {
+    listed.push({ workflow });
+    continue;
+  }
+  const streams = new WriteStreamsMock();
+  const variable = Object.entries(variables).map(([name, value]) => `${name}=${value}`);
+  try {
+    await handler({ listJson: true, cleanup: false, variable }, streams);
+  } catch (error) {
+    listed.push({ workflow, error: [String(error), ...streams.stderrLines].join("\\n") });
+    continue;
+  }
+  streams.flush();
+  listed.push({ workflow, jobs: JSON.parse(streams.stdoutLines.join("\\n")) });
+}
+console.log(JSON.stringify(listed));
 """
 
 
@@ -103,22 +132,27 @@ def is_installed(folder: Path) -> bool:
     return bool(json.loads(package.read_text())["version"] == GITLAB_CI_LOCAL_VERSION)
 
 
-def pipeline_jobs(installed: Path, project: Path, variables: dict[str, str]) -> set[str]:
-    """The jobs a pipeline with these predefined variables would run; empty when workflow:rules
-    create no pipeline at all."""
-    config = yaml.safe_load((project / ".gitlab-ci.yml").read_text(encoding="utf-8"))
-    utils = installed / "node_modules" / "gitlab-ci-local" / "src" / "utils.js"
-    workflow = subprocess.run(
-        ["node", "--input-type=module", "-e", WORKFLOW_RULES, utils.as_uri(),
-         json.dumps(config["workflow"]["rules"]), json.dumps(variables)],
-        capture_output=True, text=True, check=True, cwd=project,
-    ).stdout.strip()  # fmt: skip
-    if workflow == "never":
-        return set()
-    assert workflow == "always", f"workflow:rules gave {workflow!r}"
-    command = [str(installed / "node_modules" / ".bin" / "gitlab-ci-local"), "--list-json"]
-    for name, value in variables.items():
-        command += ["--variable", f"{name}={value}"]
-    listed = subprocess.run(command, capture_output=True, text=True, check=False, cwd=project)
+def pipeline_jobs(installed: Path, pipelines: list[Pipeline]) -> list[set[str]]:
+    """For each pipeline (a project folder, and the predefined variables of that kind of
+    pipeline), the jobs it would run; empty when workflow:rules create no pipeline at all."""
+    source = installed / "node_modules" / "gitlab-ci-local" / "src"
+    batch = []
+    for folder, variables in pipelines:
+        config = yaml.safe_load((folder / ".gitlab-ci.yml").read_text(encoding="utf-8"))
+        batch.append({"folder": str(folder), "workflowRules": config["workflow"]["rules"],
+                      "variables": variables})  # fmt: skip
+    listed = subprocess.run(
+        ["node", "--input-type=module", "-e", PIPELINE_JOBS, source.as_uri(), json.dumps(batch)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
     assert listed.returncode == 0, listed.stderr
-    return {job["name"] for job in json.loads(listed.stdout) if job["when"] != "never"}
+    jobs: list[set[str]] = []
+    for (folder, variables), listing in zip(pipelines, json.loads(listed.stdout), strict=True):
+        where = f"{folder} with {variables}"
+        if listing["workflow"] == "never":
+            jobs.append(set())
+            continue
+        assert listing["workflow"] == "always", f"workflow:rules gave {listing['workflow']!r}"
+        assert "error" not in listing, f"gitlab-ci-local --list-json in {where}: {listing['error']}"
+        jobs.append({job["name"] for job in listing["jobs"] if job["when"] != "never"})
+    return jobs

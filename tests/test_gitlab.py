@@ -147,12 +147,18 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return bake_gitlab(tmp_path_factory.mktemp("gitlab"))
 
 
+@pytest.fixture(scope="module")
+def scenario_jobs(gitlab_ci_local: Path, project: Path) -> dict[str, set[str]]:
+    """Each scenario's jobs, listed in one go (one node process for them all)."""
+    pipelines = [(project, variables) for variables, _ in SCENARIOS.values()]
+    return dict(zip(SCENARIOS, pipeline_jobs(gitlab_ci_local, pipelines), strict=True))
+
+
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_each_pipeline_runs_exactly_its_jobs(
-    gitlab_ci_local: Path, project: Path, scenario: str
+    scenario_jobs: dict[str, set[str]], scenario: str
 ) -> None:
-    variables, expected = SCENARIOS[scenario]
-    assert pipeline_jobs(gitlab_ci_local, project, variables) == expected
+    assert scenario_jobs[scenario] == SCENARIOS[scenario][1]
 
 
 def test_labels_sync_runs_when_labels_yml_changes_on_main(
@@ -166,8 +172,11 @@ def test_labels_sync_runs_when_labels_yml_changes_on_main(
     subprocess.run(
         ["git", "-C", str(clone), "commit", "--quiet", "-am", "chore: label"], check=True
     )
-    assert "labels:sync" in pipeline_jobs(gitlab_ci_local, clone, push("main"))
-    assert "labels:sync" not in pipeline_jobs(gitlab_ci_local, project, push("main"))
+    changed, unchanged = pipeline_jobs(
+        gitlab_ci_local, [(clone, push("main")), (project, push("main"))]
+    )
+    assert "labels:sync" in changed
+    assert "labels:sync" not in unchanged
 
 
 @pytest.mark.parametrize(
@@ -182,9 +191,9 @@ def test_options_remove_their_jobs(
     gitlab_ci_local: Path, tmp_path: Path, answers: dict[str, Answer], never: set[str]
 ) -> None:
     project = bake_gitlab(tmp_path, **answers)
-    for scenario in ("push to main", "merge request labelled for training"):
-        variables, expected = SCENARIOS[scenario]
-        assert pipeline_jobs(gitlab_ci_local, project, variables) == expected - never
+    scenarios = ["push to main", "merge request labelled for training"]
+    listed = pipeline_jobs(gitlab_ci_local, [(project, SCENARIOS[name][0]) for name in scenarios])
+    assert listed == [SCENARIOS[name][1] - never for name in scenarios]
 
 
 def tool(name: str) -> str:
