@@ -1,6 +1,7 @@
 """Helpers the test modules share (conftest.py holds only fixtures): reading a run's records,
 folders built once per session (reference runs), stand-ins for SIGTERM and for a crash, tiny
-searches and a search that hangs to be killed, tiny MNIST files and image folders."""
+searches and a search that hangs to be killed, DDP in a one-process group, tiny MNIST files
+and image folders."""
 
 from __future__ import annotations
 
@@ -15,14 +16,16 @@ import re
 import shutil
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from filelock import FileLock
 from PIL import Image, ImageDraw
+from torch.nn.parallel import DistributedDataParallel
 
 from {{ cookiecutter.package_name }} import search
 from {{ cookiecutter.package_name }}.config import load_config, to_dict
@@ -205,6 +208,42 @@ def search_until_killed(arguments: list[str], folder: Path, sync: int) -> None:
     torch.set_num_threads(1)
     os.chdir(folder)
     search.search(search.parse_arguments(arguments), HangAtSync(sync))
+
+
+@contextlib.contextmanager
+def one_process_ddp(
+    model: torch.nn.Module, folder: Path, on_all_reduce: Callable[[int], object] | None = None
+) -> Iterator[DistributedDataParallel]:
+    """`model` under DDP in a gloo group of this process alone (its rendezvous file in folder),
+    the group destroyed on exit; `on_all_reduce(bucket index)` is called at each gradient
+    all-reduce.
+
+    The all-reduce is a comm hook that does in this thread what default_hooks.allreduce_hook does
+    for one process (the identity), so gloo's worker thread gets no work: that thread frees each
+    work item's state, which needs the GIL, and dropping the last reference to the process group
+    (DDP's, when the test lets go of the model) joins the thread while holding the GIL. Under
+    load the two met and the test hung for ever (seen with gdb and py-spy: ~ProcessGroupGloo in
+    thread::join from the Reducer's dealloc, the worker in take_gil; pytorch/pytorch#56297).
+    """
+    dist.init_process_group(
+        "gloo", init_method=f"file://{folder / 'rendezvous'}", rank=0, world_size=1
+    )
+    try:
+        ddp = DistributedDataParallel(model)
+
+        def all_reduce(bucket: Any) -> torch.futures.Future[torch.Tensor]:
+            if on_all_reduce is not None:
+                on_all_reduce(bucket.index())
+            reduced: torch.futures.Future[torch.Tensor] = torch.futures.Future()
+            reduced.set_result(bucket.buffer().div_(dist.get_world_size()))
+            return reduced
+
+        # A lambda: DDP refuses a hook whose `bucket` is annotated as anything but GradBucket,
+        # which torch's type stubs do not export.
+        ddp.register_comm_hook(None, lambda state, bucket: all_reduce(bucket))
+        yield ddp
+    finally:
+        dist.destroy_process_group()
 
 
 class WriteIdx(Protocol):

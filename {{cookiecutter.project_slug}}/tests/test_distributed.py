@@ -23,12 +23,10 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
-import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
 
 from {{ cookiecutter.package_name }}.config import load_config
 from {{ cookiecutter.package_name }}.data.loaders import per_rank_batch_size
@@ -36,7 +34,7 @@ from {{ cookiecutter.package_name }}.distributed import DistributedContext
 from {{ cookiecutter.package_name }}.errors import ConfigError
 from {{ cookiecutter.package_name }}.trainer import Trainer
 
-from helpers import read_metrics, step_losses
+from helpers import one_process_ddp, read_metrics, step_losses
 
 if TYPE_CHECKING:
     from helpers import ReferenceRuns, TrainSmoke
@@ -134,28 +132,8 @@ def test_accumulation_all_reduces_gradients_once_per_optimizer_step(
     small_trainer: Trainer, tmp_path: Path
 ) -> None:
     """Under DDP, the micro-batches before the last skip the gradient all-reduce (no_sync)."""
-    rendezvous = f"file://{tmp_path / 'rendezvous'}"
-    dist.init_process_group("gloo", init_method=rendezvous, rank=0, world_size=1)
-    try:
-        ddp = DistributedDataParallel(small_trainer.model)
-        all_reduces: list[int] = []
-
-        def count_and_all_reduce(bucket: Any) -> torch.futures.Future[torch.Tensor]:
-            all_reduces.append(bucket.index())
-            # What default_hooks.allreduce_hook does for one process, whose all-reduce is the
-            # identity, without giving gloo's worker thread any work: that thread frees each
-            # work item's state, which needs the GIL, and dropping the last reference to the
-            # process group (here, DDP's) joins the thread while holding the GIL. Under load
-            # the two met and the test hung for ever (seen with gdb: ~ProcessGroupGloo in
-            # thread::join, the worker in take_gil; pytorch/pytorch#56297).
-            gradients = bucket.buffer().div_(dist.get_world_size())
-            reduced: torch.futures.Future[torch.Tensor] = torch.futures.Future()
-            reduced.set_result(gradients)
-            return reduced
-
-        # A lambda: DDP refuses a hook whose `bucket` is annotated as anything but GradBucket,
-        # which torch's type stubs do not export.
-        ddp.register_comm_hook(None, lambda state, bucket: count_and_all_reduce(bucket))
+    all_reduces: list[int] = []
+    with one_process_ddp(small_trainer.model, tmp_path, all_reduces.append) as ddp:
         trainer = Trainer(
             model=ddp,
             optimizer=small_trainer.optimizer,
@@ -168,10 +146,8 @@ def test_accumulation_all_reduces_gradients_once_per_optimizer_step(
         trainer.step([batch], measure_norm=False)
         per_backward = len(all_reduces)
         trainer.step([batch, batch, batch], measure_norm=False)
-        assert per_backward > 0
-        assert len(all_reduces) == 2 * per_backward  # not 4x: two steps, one all-reduce each
-    finally:
-        dist.destroy_process_group()
+    assert per_backward > 0
+    assert len(all_reduces) == 2 * per_backward  # not 4x: two steps, one all-reduce each
 
 
 def test_a_global_batch_that_does_not_split_is_a_config_error(smoke_config: Path) -> None:

@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
 
 from {{ cookiecutter.package_name }} import evaluate, export, predict, train
 from {{ cookiecutter.package_name }}.config import load_config
@@ -27,7 +25,14 @@ from {{ cookiecutter.package_name }}.fine_tuning import freeze_parameters
 from {{ cookiecutter.package_name }}.models import MODELS, build_model, cnn
 from {{ cookiecutter.package_name }}.trainer import Trainer, build_trainer
 
-from helpers import OTHER_SHAPES, SHAPES, draw_shape, read_metrics, step_losses
+from helpers import (
+    OTHER_SHAPES,
+    SHAPES,
+    draw_shape,
+    one_process_ddp,
+    read_metrics,
+    step_losses,
+)
 
 # Its module-scoped fixtures are made once: every test of this module in one xdist worker.
 pytestmark = pytest.mark.xdist_group("fine_tuning")
@@ -143,20 +148,15 @@ def test_frozen_parameters_get_no_gradient_and_stay_bitwise_under_ddp_accumulati
     assert freeze_parameters(model, config.model) is not None
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     batches = [(torch.randn(8, 1, 16, 16), torch.randint(0, 10, (8,))) for _ in range(2)]
-    rendezvous = f"file://{tmp_path / 'rendezvous'}"
-    dist.init_process_group("gloo", init_method=rendezvous, rank=0, world_size=1)
-    try:
-        built = build_trainer(config, model, torch.device("cpu"), DistributedContext(), 10)
-        # DDP registers only parameters that need gradients: the frozen ones are never waited for.
+    built = build_trainer(config, model, torch.device("cpu"), DistributedContext(), 10)
+    # DDP registers only parameters that need gradients: the frozen ones are never waited for.
+    with one_process_ddp(model, tmp_path) as ddp:
         trainer = Trainer(
-            model=DistributedDataParallel(model), optimizer=built.optimizer,
-            scheduler=built.scheduler, scaler=built.scaler, device=torch.device("cpu"),
-            context=DistributedContext(), grad_clip=0.5,
+            model=ddp, optimizer=built.optimizer, scheduler=built.scheduler, scaler=built.scaler,
+            device=torch.device("cpu"), context=DistributedContext(), grad_clip=0.5,
         )  # fmt: skip
         for _ in range(3):
             trainer.step(batches, measure_norm=True)  # two micro-batches per step
-    finally:
-        dist.destroy_process_group()
     after = model.state_dict()
     for name, parameter in model.named_parameters():
         frozen = name.startswith("features.0.")
