@@ -148,11 +148,10 @@ def pipeline_jobs(installed: Path, pipelines: list[Pipeline]) -> list[set[str]]:
     assert listed.returncode == 0, listed.stderr
     jobs: list[set[str]] = []
     for (folder, variables), listing in zip(pipelines, json.loads(listed.stdout), strict=True):
-        where = f"{folder} with {variables}"
         if listing["workflow"] == "never":
             jobs.append(set())
             continue
         assert listing["workflow"] == "always", f"workflow:rules gave {listing['workflow']!r}"
-        assert "error" not in listing, f"gitlab-ci-local --list-json in {where}: {listing['error']}"
+        assert "error" not in listing, f"in {folder} with {variables}: {listing['error']}"
         jobs.append({job["name"] for job in listing["jobs"] if job["when"] != "never"})
     return jobs
