@@ -49,8 +49,7 @@ module.exports.default = UnicodeRE2;
 # the function its CLI calls with the parsed command line, given what
 # `gitlab-ci-local --list-json --no-cleanup --variable NAME=value ...` parses to, and run in the
 # pipeline's folder, as the CLI runs there. --no-cleanup: a listing starts no containers, and
-# the cleanup would run two `docker` commands for each job. workflow:rules first, with the
-# evaluator behind every job's rules, as the CLI does not evaluate them.
+# the cleanup would run two `docker` commands for each job. workflow:rules first (see above).
 PIPELINE_JOBS = """
 const [source, pipelines] = process.argv.slice(1);
 const { handler } = await import(`${source}/handler.js`);
