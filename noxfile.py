@@ -65,11 +65,12 @@ def write_bytecode(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Ruff and mypy (strict) over the hooks, tests and this file."""
+    """Ruff and mypy (strict) over the hooks, tests and this file; shellcheck, tests/*.sh."""
     session.install("--group", "lint")
     session.run("ruff", "check", *LINTED)
     session.run("ruff", "format", "--check", *LINTED)
     session.run("mypy", *LINTED)
+    session.run("shellcheck", *(str(script) for script in sorted(Path("tests").glob("*.sh"))))
 
 
 @nox.session
@@ -260,6 +261,9 @@ def run_benchmark(
         f"{project}[s3]", "lightning>=2.4", "matplotlib>=3.8", "moto[server]>=5.0", env=env
     )
     session.run("python", "-m", "tests.benchmark", str(project), str(output_dir), *options, env=env)
+    if "--tiny" in options:  # the GPU bench's code too, on this CPU: its full run needs a GPU
+        gpu_bench = ["python", "-m", "tests.benchmark_gpu", str(project), str(output_dir), "--tiny"]
+        session.run(*gpu_bench, env=env)
     shutil.rmtree(scratch)
 
 

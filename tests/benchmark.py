@@ -77,18 +77,22 @@ def wall(
     return summary(times)
 
 
-def measure_loops(package: str, steps: dict[int, int], rounds: int) -> dict[str, Any]:
+def measure_loops(
+    package: str, steps: dict[int, int], rounds: int, device: str = "cpu"
+) -> dict[str, Any]:
     """Per-step seconds of every loop, and each loop's overhead over the hand loop per round."""
     seconds: dict[str, dict[int, list[float]]] = {name: {b: [] for b in steps} for name in LOOPS}
     for loop in LOOPS.values():  # warm-up: first-call costs (imports, allocator) out of the way
-        per_step_seconds(loop(package, 4 * WINDOW, 8))
+        per_step_seconds(loop(package, 4 * WINDOW, 8, device))
     for round_number in range(rounds):
         for batch, batch_steps in steps.items():
             # Every other round in reverse order, so a machine slowly speeding up or slowing
             # down favours no loop.
             order = list(LOOPS.items())[:: -1 if round_number % 2 else 1]
             for name, loop in order:
-                seconds[name][batch].append(per_step_seconds(loop(package, batch_steps, batch)))
+                seconds[name][batch].append(
+                    per_step_seconds(loop(package, batch_steps, batch, device))
+                )
     return {
         "seconds": {
             n: {b: summary(s) for b, s in by_batch.items()} for n, by_batch in seconds.items()

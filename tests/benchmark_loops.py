@@ -1,9 +1,9 @@
 """Three ways to train the baked project's SmallCNN on its synthetic data, for the benchmark.
 
-Each function trains for `steps` optimizer steps at `batch_size` and returns the time at which
-each training batch was fetched; `benchmark_stats.per_step_seconds` turns those into a time per
-step. Start-up, the one validation pass and the one checkpoint fall outside those times, and so
-does building the dataset (it grows with the number of steps).
+Each function trains for `steps` optimizer steps at `batch_size` on `device` ("cpu" or "cuda")
+and returns the time at which each training batch was fetched; `benchmark_stats.per_step_seconds`
+turns those into a time per step. Start-up, the one validation pass and the one checkpoint fall
+outside those times, and so does building the dataset (it grows with the number of steps).
 """
 
 from __future__ import annotations
@@ -53,10 +53,18 @@ def dataset(package: str, samples: int) -> torch.utils.data.TensorDataset:
 
 
 def loader(package: str, steps: int, batch_size: int) -> torch.utils.data.DataLoader[Any]:
+    # Pinned where CUDA is, as the trainer's loader does (data/loaders.py): what a hand loop
+    # on a GPU would do too, for asynchronous host-to-device copies.
     return torch.utils.data.DataLoader(
         dataset(package, steps * batch_size), batch_size=batch_size, shuffle=True,
-        generator=torch.Generator().manual_seed(0),
+        generator=torch.Generator().manual_seed(0), pin_memory=torch.cuda.is_available(),
     )  # fmt: skip
+
+
+def finish(device: str) -> None:
+    """Wait for the device's queued work, so that none of it runs into the next loop's time."""
+    if device == "cuda":
+        torch.cuda.synchronize()
 
 
 def model(package: str) -> nn.Module:
@@ -65,21 +73,24 @@ def model(package: str) -> nn.Module:
     return project_modules(package)["models"].SmallCNN(1, NUM_CLASSES, WIDTH)
 
 
-def hand_loop(package: str, steps: int, batch_size: int) -> list[float]:
+def hand_loop(package: str, steps: int, batch_size: int, device: str = "cpu") -> list[float]:
     """The loop one would write by hand: no logging, no checks, no host sync."""
-    network = model(package)
+    network = model(package).to(device)
     optimizer = torch.optim.AdamW(network.parameters(), lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
     batches = loader(package, steps, batch_size)
     stamps = time_batches(batches)
     for images, labels in batches:
+        images = images.to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True)
         loss = nn.functional.cross_entropy(network(images), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+    finish(device)
     return stamps
 
 
-def template_trainer(package: str, steps: int, batch_size: int) -> list[float]:
+def template_trainer(package: str, steps: int, batch_size: int, device: str = "cpu") -> list[float]:
     """The baked project's `train.run`, configured as a user would, minus tracking backends."""
     modules = project_modules(package)
     train_module: Any = modules["train"]  # its make_loader is swapped for the run
@@ -99,8 +110,9 @@ def template_trainer(package: str, steps: int, batch_size: int) -> list[float]:
                 f"output_dir={output_dir}", "train.epochs=1", f"train.batch_size={batch_size}",
                 f"data.num_train={steps * batch_size}", f"data.num_val={batch_size}",
                 f"model.width={WIDTH}", f"optim.lr={LEARNING_RATE}", "tracking.backend=none",
-                "data.name=synthetic", f"optim.weight_decay={WEIGHT_DECAY}", "train.device=cpu",
-                "train.deterministic=true", "train.require_loss_decrease=false",
+                "data.name=synthetic", f"optim.weight_decay={WEIGHT_DECAY}",
+                f"train.device={device}", "train.deterministic=true",
+                "train.require_loss_decrease=false",
             ],
         )  # fmt: skip
         # The trainer builds its own loader; time that one's batches as the other loops do.
@@ -114,7 +126,7 @@ def template_trainer(package: str, steps: int, batch_size: int) -> list[float]:
     return stamps
 
 
-def lightning_loop(package: str, steps: int, batch_size: int) -> list[float]:
+def lightning_loop(package: str, steps: int, batch_size: int, device: str = "cpu") -> list[float]:
     """Lightning's Trainer on the same model and data, with its extras switched off."""
     import logging
     import warnings
@@ -141,14 +153,16 @@ def lightning_loop(package: str, steps: int, batch_size: int) -> list[float]:
     batches = loader(package, steps, batch_size)
     stamps = time_batches(batches)
     trainer = lightning.Trainer(
-        max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        max_epochs=1, accelerator="gpu" if device == "cuda" else "cpu", devices=1, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        num_sanity_val_steps=0,
     )  # fmt: skip
     trainer.fit(Module(), batches)
+    finish(device)
     return stamps
 
 
-Loop = Callable[[str, int, int], list[float]]
+Loop = Callable[[str, int, int, str], list[float]]
 LOOPS: dict[str, Loop] = {
     "hand loop": hand_loop,
     "template trainer": template_trainer,
