@@ -100,15 +100,23 @@ def s3() -> Iterator[S3Server]:
     os.environ.update(saved)
 
 
+def store_view() -> Any:
+    """The store as it is now: fresh listings and connections, with the botocore loader that
+    storage.py shares (else each look parses S3's service description again, ~0.2 s of CPU, and
+    the waits below look dozens of times)."""
+    session = storage.protocol_options("s3")["session"]
+    return s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False, session=session)
+
+
 def new_bucket(s3: S3Server) -> str:
     name = f"runs-{uuid.uuid4().hex[:8]}"
-    s3fs.S3FileSystem(skip_instance_cache=True).mkdir(name)
+    store_view().mkdir(name)
     return name
 
 
 def remote_files(url: str) -> dict[str, bytes]:
     """Every file below `url` (a run's write probe, there for an instant, left out)."""
-    fs = s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False)
+    fs = store_view()
     root = url.removeprefix("s3://")
     found = {}
     for path in fs.find(root):
@@ -383,6 +391,16 @@ def test_missing_credentials_are_one_line(
     assert train(["--config", str(smoke_config), f"output_dir={url}"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" in line
+
+
+def test_each_remote_has_a_session_of_its_own_on_one_shared_loader(s3: S3Server) -> None:
+    """Credentials are read for each remote as it is opened (the test above needs that), S3's
+    service description once per process."""
+    first, second = (storage.open_remote(f"s3://{new_bucket(s3)}/run").filesystem for _ in "ab")
+    assert first.session is not second.session
+    shared = storage.botocore_loader()
+    assert first.session.get_component("data_loader") is shared
+    assert second.session.get_component("data_loader") is shared
 
 
 def records(data: bytes) -> list[dict[str, Any]]:
