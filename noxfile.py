@@ -184,23 +184,43 @@ def check_rows(
     for lane in range(lanes):
         free_lanes.put(lane)
 
-    def check(row: str) -> tuple[str, str | None]:
+    def check(job: list[str]) -> list[tuple[str, str | None]]:
         lane = free_lanes.get()
         try:
             lane_env = {**base, "MYPY_CACHE_DIR": str(scratch / f"mypy-cache-{lane}")}
-            return row, check_row(scratch / row, row, lane_env)
+            return [(row, check_row(scratch / row, row, lane_env)) for row in job]
         finally:
             free_lanes.put(lane)
 
     failures = []
     with concurrent.futures.ThreadPoolExecutor(lanes) as pool:
-        for row, failure in pool.map(check, rows):
-            if failure is None:
-                session.log(f"[{row}] pre-commit and import passed")
-            else:
-                print(failure)
-                failures.append(row)
+        for results in pool.map(check, same_python_together(rows)):
+            for row, failure in results:
+                if failure is None:
+                    session.log(f"[{row}] pre-commit and import passed")
+                else:
+                    print(failure)
+                    failures.append(row)
     return failures
+
+
+def same_python_together(rows: list[str]) -> list[list[str]]:
+    """The rows as jobs for the lanes, each job's rows one after another in one lane. Rows that
+    ask for the same Python version (other than the default) share a job: mypy keeps a cache
+    per target version, which the first such row in a lane fills (~15 s of CPU), so a second
+    row of that version in another lane would fill it again."""
+    jobs: list[list[str]] = []
+    by_version: dict[str, list[str]] = {}
+    for row in rows:
+        version = CHECK_COMBINATIONS[row].get("python_version")
+        if version is None:
+            jobs.append([row])
+        elif version in by_version:
+            by_version[version].append(row)
+        else:
+            by_version[version] = [row]
+            jobs.append(by_version[version])
+    return jobs
 
 
 def check_row(output_dir: Path, row: str, env: dict[str, str]) -> str | None:
