@@ -45,6 +45,7 @@ class Setting:
     steps: dict[int, int]  # batch size -> steps per run of a training loop
     rounds: int  # of the training loops
     runs: int  # of each timed command
+    import_runs: int  # of each timed import (they share no state)
     green_runs: int
     green_command: tuple[str, ...]  # run in a fresh bake once set up: its whole `nox`
     data: benchmark_data.Scale
@@ -52,16 +53,17 @@ class Setting:
 
 
 FULL = Setting(
-    steps=STEPS, rounds=15, runs=5, green_runs=3,
+    steps=STEPS, rounds=15, runs=5, import_runs=5, green_runs=3,
     green_command=("nox", "--non-interactive"), data=benchmark_data.FULL,
     storage=benchmark_storage.FULL,
 )  # fmt: skip
 # Two runs of each command: the second is where runs that share state collide (a smoke run
-# refused because its output folder already holds a run). Bake -> green sets the bake up as
-# the full bench does, then `nox --list` reads its noxfile without the minutes of its sessions.
+# refused because its output folder already holds a run); an import shares none, so once.
+# Bake -> green sets the bake up as the full bench does, then `nox --list` reads its noxfile
+# without the minutes of its sessions.
 TINY = Setting(
-    steps={8: 4 * WINDOW}, rounds=1, runs=2, green_runs=1, green_command=("nox", "--list"),
-    data=benchmark_data.TINY, storage=benchmark_storage.TINY,
+    steps={8: 4 * WINDOW}, rounds=1, runs=2, import_runs=1, green_runs=1,
+    green_command=("nox", "--list"), data=benchmark_data.TINY, storage=benchmark_storage.TINY,
 )  # fmt: skip
 
 
@@ -248,15 +250,15 @@ def environment() -> dict[str, Any]:
 def main(project: Path, output_dir: Path, setting: Setting = FULL) -> None:
     package = package_name(project)
     python = [sys.executable, "-c"]
-    runs = range(setting.runs)
+    runs, imports = range(setting.runs), range(setting.import_runs)
     results: dict[str, Any] = {**environment(), "rounds": setting.rounds}
     with tempfile.TemporaryDirectory() as scratch:
         bake = ["cookiecutter", "--no-input", str(TEMPLATE_ROOT), "-o", scratch, "-f"]
         results["bake"] = wall([bake for _ in runs], Path(scratch), {**os.environ, **GIT_IDENTITY})
-    results["import_torch"] = wall([[*python, "import torch"] for _ in runs], project)
-    results["import_train"] = wall([[*python, f"import {package}.train"] for _ in runs], project)
+    results["import_torch"] = wall([[*python, "import torch"] for _ in imports], project)
+    results["import_train"] = wall([[*python, f"import {package}.train"] for _ in imports], project)
     results["import_dynamo"] = wall(
-        [[*python, "import torch, torch._dynamo"] for _ in runs], project
+        [[*python, "import torch, torch._dynamo"] for _ in imports], project
     )
     with tempfile.TemporaryDirectory() as scratch:
         # A folder of its own for each run: a run refuses a folder that holds another run's files.
