@@ -29,6 +29,7 @@ from tests.combinations import (  # noqa: E402
     SMOKE_TESTS,
     TRACKING_TESTS,
     as_answers,
+    same_python_together,
 )
 from tests.git_identity import GIT_IDENTITY  # noqa: E402
 from tests.torch_source import torch_install_env  # noqa: E402
@@ -155,7 +156,7 @@ def combinations(session: nox.Session) -> None:
     # time); every lane then starts from a copy of it. Rows are independent processes, so the
     # lanes use every core that a single row's mypy would leave idle.
     failures = check_rows(session, scratch, [first], env, lanes=1)
-    lanes = max(1, min(len(rest), os.cpu_count() or 1))
+    lanes = max(1, min(len(same_python_together(rest)), os.cpu_count() or 1))
     warm_cache = scratch / "mypy-cache-0"
     for lane in range(1, lanes if warm_cache.is_dir() else 0):  # none if the first row failed
         shutil.copytree(warm_cache, scratch / f"mypy-cache-{lane}")
@@ -202,25 +203,6 @@ def check_rows(
                     print(failure)
                     failures.append(row)
     return failures
-
-
-def same_python_together(rows: list[str]) -> list[list[str]]:
-    """The rows as jobs for the lanes, each job's rows one after another in one lane. Rows that
-    ask for the same Python version (other than the default) share a job: mypy keeps a cache
-    per target version, which the first such row in a lane fills (~15 s of CPU), so a second
-    row of that version in another lane would fill it again."""
-    jobs: list[list[str]] = []
-    by_version: dict[str, list[str]] = {}
-    for row in rows:
-        version = CHECK_COMBINATIONS[row].get("python_version")
-        if version is None:
-            jobs.append([row])
-        elif version in by_version:
-            by_version[version].append(row)
-        else:
-            by_version[version] = [row]
-            jobs.append(by_version[version])
-    return jobs
 
 
 def check_row(output_dir: Path, row: str, env: dict[str, str]) -> str | None:

@@ -29,7 +29,7 @@ import torch
 
 from tests import benchmark_data, benchmark_storage, benchmark_telemetry
 from tests.baking import TEMPLATE_ROOT, package_name
-from tests.benchmark_loops import LOOPS, WIDTH
+from tests.benchmark_loops import LOOPS, WIDTH, Loop
 from tests.benchmark_stats import WINDOW, paired, per_step_seconds, summary
 from tests.git_identity import GIT_IDENTITY
 
@@ -80,17 +80,21 @@ def wall(
 
 
 def measure_loops(
-    package: str, steps: dict[int, int], rounds: int, device: str = "cpu"
+    package: str,
+    steps: dict[int, int],
+    rounds: int,
+    device: str = "cpu",
+    loops: dict[str, Loop] = LOOPS,
 ) -> dict[str, Any]:
     """Per-step seconds of every loop, and each loop's overhead over the hand loop per round."""
-    seconds: dict[str, dict[int, list[float]]] = {name: {b: [] for b in steps} for name in LOOPS}
-    for loop in LOOPS.values():  # warm-up: first-call costs (imports, allocator) out of the way
+    seconds: dict[str, dict[int, list[float]]] = {name: {b: [] for b in steps} for name in loops}
+    for loop in loops.values():  # warm-up: first-call costs (imports, allocator) out of the way
         per_step_seconds(loop(package, 4 * WINDOW, 8, device))
     for round_number in range(rounds):
         for batch, batch_steps in steps.items():
             # Every other round in reverse order, so a machine slowly speeding up or slowing
             # down favours no loop.
-            order = list(LOOPS.items())[:: -1 if round_number % 2 else 1]
+            order = list(loops.items())[:: -1 if round_number % 2 else 1]
             for name, loop in order:
                 seconds[name][batch].append(
                     per_step_seconds(loop(package, batch_steps, batch, device))
@@ -177,10 +181,10 @@ def percent(value: dict[str, float]) -> str:
     return f"{value['median'] * 100:+.1f}% ({value['q1'] * 100:+.1f} to {value['q3'] * 100:+.1f})"
 
 
-def method(rounds: int) -> str:
+def method(rounds: int, loops: int = len(LOOPS)) -> str:
     return (
         f"Each loop trains the project's SmallCNN (width {WIDTH}) on its synthetic data with "
-        f"AdamW; {rounds} rounds run the three loops back to back at each batch size. Time per "
+        f"AdamW; {rounds} rounds run the {loops} loops back to back at each batch size. Time per "
         f"step: the median over every window of {WINDOW} consecutive steps of one run (each "
         "window holds one of the trainer's host syncs), median (min-max) over the rounds. "
         "Overhead: the median (and quartiles) over rounds of each round's ratio to the hand loop."

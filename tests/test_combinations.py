@@ -10,7 +10,13 @@ import pytest
 import yaml
 
 from tests.baking import leftover_template_syntax, package_name, text_files
-from tests.combinations import CHECK_COMBINATIONS, SMOKE_COMBINATIONS, expected_files, row_answers
+from tests.combinations import (
+    CHECK_COMBINATIONS,
+    SMOKE_COMBINATIONS,
+    expected_files,
+    row_answers,
+    same_python_together,
+)
 from tests.helpers import generated_files
 
 
@@ -37,3 +43,14 @@ def test_row_bakes_exactly_its_files_with_no_template_leftovers(
     # Notebooks are committed with their outputs stripped.
     hooks = (project / ".pre-commit-config.yaml").read_text(encoding="utf-8")
     assert ("nbstripout" in hooks) == (answers.get("include_notebooks") is True)
+
+
+def test_the_rows_of_one_python_version_are_one_job_of_the_combinations_lanes() -> None:
+    jobs = same_python_together(list(CHECK_COMBINATIONS))
+    assert sorted(row for job in jobs for row in job) == sorted(CHECK_COMBINATIONS)
+    versions = [{CHECK_COMBINATIONS[row].get("python_version") for row in job} for job in jobs]
+    assert all(len(of_job) == 1 for of_job in versions)  # one version a job
+    chosen = [version for (version,) in versions if version is not None]
+    assert len(chosen) == len(set(chosen))  # and a job a version
+    assert all(len(job) == 1 for job, (version,) in zip(jobs, versions, strict=True) if not version)
+    assert ["python-3.13", "notebooks-python-3.13-no-docker"] in jobs

@@ -396,7 +396,8 @@ def test_missing_credentials_are_one_line(
 def test_each_remote_has_a_session_of_its_own_on_one_shared_loader(s3: S3Server) -> None:
     """Credentials are read for each remote as it is opened (the test above needs that), S3's
     service description once per process."""
-    first, second = (storage.open_remote(f"s3://{new_bucket(s3)}/run").filesystem for _ in "ab")
+    first = storage.open_remote(f"s3://{new_bucket(s3)}/run").filesystem
+    second = storage.open_remote(f"s3://{new_bucket(s3)}/run").filesystem
     assert first.session is not second.session
     shared = storage.botocore_loader()
     assert first.session.get_component("data_loader") is shared
