@@ -69,10 +69,20 @@ class Project:
         timeout: float = TIMEOUT,
         env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
+        return self.execute(label, self.command(module, *arguments), timeout, env)
+
+    def execute(
+        self,
+        label: str,
+        command: list[str],
+        timeout: float = TIMEOUT,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """`command` in the project's folder, timed, its output kept in work/<label>.log."""
         started = time.perf_counter()
         done = subprocess.run(
-            self.command(module, *arguments), cwd=self.root, capture_output=True, text=True,
-            timeout=timeout, check=False, env={**os.environ, **(env or {})},
+            command, cwd=self.root, capture_output=True, text=True, timeout=timeout,
+            check=False, env={**os.environ, **(env or {})},
         )  # fmt: skip
         self.seconds[label] = round(time.perf_counter() - started, 2)
         (self.work / f"{label}.log").write_text(done.stdout + done.stderr, encoding="utf-8")
@@ -312,14 +322,7 @@ def nccl_ddp(project: Project) -> dict[str, Any]:
 
 def run_torchrun(project: Project, label: str, *arguments: str) -> subprocess.CompletedProcess[str]:
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1"]
-    started = time.perf_counter()
-    done = subprocess.run(
-        [*launcher, *arguments], cwd=project.root, capture_output=True, text=True,
-        timeout=TIMEOUT, check=False,
-    )  # fmt: skip
-    project.seconds[label] = round(time.perf_counter() - started, 2)
-    (project.work / f"{label}.log").write_text(done.stdout + done.stderr, encoding="utf-8")
-    return done
+    return project.execute(label, [*launcher, *arguments])
 
 
 def evaluate(project: Project) -> dict[str, Any]:
