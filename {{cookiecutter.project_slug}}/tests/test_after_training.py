@@ -145,15 +145,19 @@ def test_predict_refuses_bad_input_with_one_line_and_prints_nothing(
 
 
 @pytest.mark.parametrize("command", ["evaluate", "predict", "export"])
-@pytest.mark.parametrize("damage", ["missing", "cut-short"])
+@pytest.mark.parametrize("damage", ["missing", "cut-short", "not-from-torch", "a-folder"])
 def test_every_command_refuses_a_bad_checkpoint_with_one_line(
     trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, damage: str
 ) -> None:
     checkpoint = tmp_path / "checkpoints" / "best.pt"
+    checkpoint.parent.mkdir()
     if damage == "cut-short":
-        checkpoint.parent.mkdir()
         whole = (trained / "checkpoints" / "best.pt").read_bytes()
         checkpoint.write_bytes(whole[: len(whole) // 2])
+    elif damage == "not-from-torch":  # no zip archive: torch reads it as a legacy pickle
+        checkpoint.write_bytes(b"hello")
+    elif damage == "a-folder":
+        checkpoint = checkpoint.parent
     exported = tmp_path / "model.pt"
     if command == "evaluate":
         code = evaluate.main(["--checkpoint", str(checkpoint)])
@@ -166,7 +170,8 @@ def test_every_command_refuses_a_bad_checkpoint_with_one_line(
     error = capsys.readouterr().err
     assert error.count("\n") == 1
     assert f"checkpoint {checkpoint}" in error
-    assert ("does not exist" if damage == "missing" else "is damaged") in error
+    expected = {"missing": "does not exist", "a-folder": "is a folder"}.get(damage, "is damaged")
+    assert expected in error
     assert not exported.exists()
 
 

@@ -130,6 +130,12 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
 
 def load_checkpoint(path: Path, resuming: bool = False) -> dict[str, Any]:
     """A checkpoint's contents; `resuming` makes a damaged file's hint about resuming."""
+    if path.is_dir():
+        inside = next((p for p in (path / BEST, path / "checkpoints" / BEST) if p.is_file()), None)
+        example = inside or f"outputs/<name>/<run>/checkpoints/{BEST}"
+        raise CheckpointDamagedError(
+            f"checkpoint {path} is a folder; pass a file such as {example}"
+        )
     if not path.is_file():
         raise CheckpointDamagedError(
             f"checkpoint {path} does not exist; pass a file such as "
@@ -138,9 +144,13 @@ def load_checkpoint(path: Path, resuming: bool = False) -> dict[str, Any]:
     try:
         # weights_only: a checkpoint from elsewhere cannot run code when loaded.
         state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as error:
+    # KeyError: a short file that is no zip archive reaches the legacy pickle reader, which
+    # reads its first bytes as an opcode that does not exist (b"hello": KeyError 101).
+    except (RuntimeError, EOFError, ValueError, KeyError, pickle.UnpicklingError) as error:
         # torch says "PytorchStreamReader failed reading zip archive" for a file cut short.
         reason = str(error).strip().split(". ")[0][:120] or type(error).__name__
+        if isinstance(error, KeyError):  # its text is the opcode's number, which helps nobody
+            reason = "not a file that torch.save wrote"
         other = other_checkpoint(path)
         if resuming:
             instead = f" (e.g. resume={other})" if other else ""

@@ -4,7 +4,7 @@
 - exported-program (`.pt2`): a `torch.export` program; `torch.export.load(FILE).module()(images)`
   runs it without this project installed (PyTorch only). The batch size stays free.
 - onnx (`.onnx`): for ONNX Runtime and other engines; needs the `onnx` extra
-  (`uv pip install -e ".[onnx]"`), which also checks the file with ONNX Runtime.
+  (`uv sync --locked --inexact --extra onnx`), which also checks the file with ONNX Runtime.
 - weights (`.pt`): the weights, config and preprocessing only, safe to open with
   `torch.load(FILE, weights_only=True)`; evaluate and predict accept it as --checkpoint.
 - safetensors (`.safetensors`): the weights as safetensors (no pickle; read by any framework),
@@ -87,7 +87,7 @@ def onnx_runtime() -> Any:
         return importlib.import_module("onnxruntime")
     except ImportError:
         raise MissingPackageError(
-            'export --format onnx needs the onnx extra: uv pip install -e ".[onnx]"'
+            "export --format onnx needs the onnx extra: uv sync --locked --inexact --extra onnx"
         ) from None
 
 

@@ -55,6 +55,12 @@ PROTOCOL_PACKAGES = {
     "abfs": ("adlfs", None),
     "abfss": ("adlfs", None),
 }
+# package -> what its library reads for credentials, for a run that finds none
+CREDENTIALS = {
+    "s3fs": "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)",
+    "gcsfs": "set GOOGLE_APPLICATION_CREDENTIALS (or run with the machine's service account)",
+    "adlfs": "set AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_ACCOUNT_KEY",
+}
 # Fail fast when a store does not answer: the background uploads retry on their own schedule.
 PROTOCOL_OPTIONS: dict[str, dict[str, Any]] = {
     "s3": {"config_kwargs": {"connect_timeout": 5, "read_timeout": 30,
@@ -182,7 +188,8 @@ def remote_failure(url: str, error: BaseException) -> str:
     """One line saying why `url` cannot be used, with the fix."""
     text = f"{type(error).__name__}: {error}".replace("\n", " ")[:200]
     if "Credentials" in type(error).__name__ or "credentials" in text.lower():
-        fix = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) or your store's"
+        package, _ = PROTOCOL_PACKAGES.get(protocol_of(url) or "", ("", None))
+        fix = CREDENTIALS.get(package, "set the credentials that your store's library reads")
     elif isinstance(error, FileNotFoundError) or "NoSuchBucket" in text:
         fix = "create the bucket first, or check its name"
     elif isinstance(error, PermissionError) or "AccessDenied" in text or "Forbidden" in text:
@@ -210,7 +217,8 @@ def open_remote(url: str) -> Remote:
     except ImportError:
         package, extra = PROTOCOL_PACKAGES.get(protocol, (protocol, None))
         how = (
-            f'uv sync --extra {extra} (or uv pip install -e ".[{extra}]")'
+            # --inexact: a plain `uv sync` would remove torch, which uv.lock leaves out.
+            f"uv sync --locked --inexact --extra {extra}"
             if extra
             else (f"uv pip install {package}")
         )
