@@ -250,3 +250,20 @@ def test_a_checkpoint_from_an_older_trainer_is_refused_with_one_line(
     assert error.count("\n") == 1
     assert f"checkpoint {last} has no train_state" in error
     assert "new output_dir" in error
+
+
+def test_resuming_with_another_model_is_refused_with_one_line_and_writes_nothing(
+    reference_run_copy: CopyReferenceRun, smoke_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output_dir = reference_run_copy("run", "train.epochs=2")
+    before = {path: path.read_bytes() for path in output_dir.rglob("*") if path.is_file()}
+    capsys.readouterr()
+    overrides = [f"output_dir={output_dir}", "train.epochs=3", "resume=auto", "model.width=32"]
+    assert main(["--config", str(smoke_config), *overrides]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1  # one line, no traceback
+    last = output_dir / "checkpoints" / "last.pt"
+    assert f"checkpoint {last}: its model does not fit this config (size mismatch for" in error
+    assert "its run's config.yaml" in error
+    # run.json still says how the run ended: a refused resume is no failure of the run.
+    assert {path: path.read_bytes() for path in output_dir.rglob("*") if path.is_file()} == before

@@ -116,7 +116,17 @@ class Checkpointer:
                 "wrote it; start over in a new output_dir, or resume from a newer file"
             )
         for name, part in self.parts.items():
-            part.load_state_dict(state[name])
+            try:
+                part.load_state_dict(state[name])
+            except (RuntimeError, ValueError, KeyError) as error:
+                # torch's first line only says that loading failed; the next one says what.
+                lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+                detail = (lines[1:] or lines or [type(error).__name__])[0][:200]
+                raise ConfigError(
+                    f"checkpoint {path}: its {name} does not fit this config ({detail}); resume "
+                    "with the settings it was trained with (its run's config.yaml), or start over "
+                    "in a new output_dir"
+                ) from None
         return state
 
 
