@@ -141,7 +141,8 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
 def load_checkpoint(path: Path, resuming: bool = False) -> dict[str, Any]:
     """A checkpoint's contents; `resuming` makes a damaged file's hint about resuming."""
     if path.is_dir():
-        inside = next((p for p in (path / BEST, path / "checkpoints" / BEST) if p.is_file()), None)
+        # The checkpoints folder, or the run folder above it.
+        inside = next((p for p in (path / BEST, RunFiles(path).best) if p.is_file()), None)
         example = inside or f"outputs/<name>/<run>/checkpoints/{BEST}"
         raise CheckpointDamagedError(
             f"checkpoint {path} is a folder; pass a file such as {example}"
