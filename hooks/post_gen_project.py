@@ -101,11 +101,14 @@ def set_up_git(project: Path) -> None:
     if shutil.which("git") is None:
         note("git not found; run `git init -b main` yourself once git is installed.")
         return
-    inside_other_repository = git(project, "rev-parse", "--show-toplevel")
-    if (
-        inside_other_repository.returncode == 0
-        and Path(inside_other_repository.stdout.strip()).resolve() != project.resolve()
-    ):
+    outer = git(project, "rev-parse", "--show-toplevel")
+    inside_other_repository = (
+        outer.returncode == 0 and Path(outer.stdout.strip()).resolve() != project.resolve()
+    )
+    # A project in a folder the outer repository ignores (the template's own ./demo, which
+    # `nox -s demo` bakes into) is no part of it: it gets a repository of its own, as anywhere.
+    ignored_there = git(project, "check-ignore", "--quiet", ".").returncode == 0
+    if inside_other_repository and not ignored_there:
         note("inside an existing git repository; leaving git set-up to you.")
         return
     if not (project / ".git").exists():

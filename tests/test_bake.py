@@ -108,6 +108,29 @@ def test_baking_twice_over_the_same_directory_adds_no_commit(tmp_path: Path) -> 
     assert len(git(project, "log", "--format=%H").split()) == 1
 
 
+@pytest.mark.parametrize("ignored", [True, False], ids=["ignored-there", "tracked-there"])
+def test_inside_another_repository_a_bake_gets_its_own_only_where_that_one_ignores_it(
+    tmp_path: Path, ignored: bool
+) -> None:
+    """A folder the outer repository tracks is the outer one's to commit; an ignored one (the
+    template's ./demo, where `nox -s demo` bakes) is no part of it: without a repository of its
+    own, the project's hooks, commits and tags would land in the outer one."""
+    outer = tmp_path / "outer"
+    outer.mkdir()
+    git(outer, "init", "--quiet")
+    (outer / ".gitignore").write_text("/demo/\n", encoding="utf-8")
+    project = bake(outer / ("demo" if ignored else "packages"))
+    if ignored:
+        assert Path(git(project, "rev-parse", "--show-toplevel").strip()) == project.resolve()
+        assert git(project, "log", "--format=%s").strip() == (
+            "chore: generate project from torch-template"
+        )
+        assert git(project, "status", "--porcelain") == ""
+    else:
+        assert not (project / ".git").exists()
+        assert Path(git(project, "rev-parse", "--show-toplevel").strip()) == outer.resolve()
+
+
 @pytest.mark.parametrize(
     ("row", "dependency"),
     [
