@@ -107,8 +107,7 @@ def set_up_git(project: Path) -> None:
     )
     # A project in a folder the outer repository ignores (the template's own ./demo, which
     # `nox -s demo` bakes into) is no part of it: it gets a repository of its own, as anywhere.
-    ignored_there = git(project, "check-ignore", "--quiet", ".").returncode == 0
-    if inside_other_repository and not ignored_there:
+    if inside_other_repository and git(project, "check-ignore", "--quiet", ".").returncode != 0:
         note("inside an existing git repository; leaving git set-up to you.")
         return
     if not (project / ".git").exists():
