@@ -50,6 +50,21 @@ def test_a_new_run_into_a_folder_holding_a_run_is_refused_and_changes_nothing(
     assert contents(first) == before
 
 
+def test_an_output_dir_that_is_a_file_is_refused_before_the_run_starts(
+    smoke_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    existing = tmp_path / "notes.txt"
+    existing.write_text("a file, not a folder\n", encoding="utf-8")
+    code = main(["--config", str(smoke_config), f"output_dir={existing}", "train.epochs=1"])
+    assert code == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1
+    assert f"output_dir={existing} is a file, not a folder" in captured.err
+    assert "run folder:" not in captured.out  # refused before the run said where it writes
+    assert sorted(tmp_path.iterdir()) == [existing]
+    assert existing.read_text(encoding="utf-8") == "a file, not a folder\n"
+
+
 def test_runs_without_output_dir_get_a_new_folder_each(
     smoke_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -100,6 +100,11 @@ def from_remote_checkpoint(config: Config, checkpoint: str) -> RunFolder:
 
 
 def explicit_folder(config: Config, folder: Path) -> RunFolder:
+    if folder.exists() and not folder.is_dir():  # else the first write would fail mid-run
+        raise ConfigError(
+            f"output_dir={folder} is a file, not a folder; choose a folder's path, or leave "
+            "output_dir out for outputs/<name>/<time>"
+        )
     files = RunFiles(folder)
     last = files.last
     if config.resume == "auto":
