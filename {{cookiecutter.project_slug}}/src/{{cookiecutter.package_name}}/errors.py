@@ -33,6 +33,12 @@ class MissingPackageError(ConfigError):
     that installs it. Exit 2 in every command: the set-up, not the run, needs fixing."""
 
 
+def sync_extra(extra: str) -> str:
+    """The command that installs one of the project's extras into .venv: --inexact, because a
+    plain `uv sync` removes torch, which uv.lock leaves out."""
+    return f"uv sync --locked --inexact --extra {extra}"
+
+
 class TrainingFailedError(ProjectError, RuntimeError):
     """The run cannot go on (or did not learn); the message says where and why."""
 

@@ -31,7 +31,7 @@ import torch
 from .atomic_files import write_atomically, write_bytes
 from .checkpoint import save_checkpoint
 from .config import to_dict
-from .errors import ConfigError, InputError, MissingPackageError, run_command
+from .errors import ConfigError, InputError, MissingPackageError, run_command, sync_extra
 from .inference import TrainedModel, load_trained_model
 from .weights import SAFETENSORS_SUFFIX, safetensors_bytes
 
@@ -87,7 +87,7 @@ def onnx_runtime() -> Any:
         return importlib.import_module("onnxruntime")
     except ImportError:
         raise MissingPackageError(
-            "export --format onnx needs the onnx extra: uv sync --locked --inexact --extra onnx"
+            f"export --format onnx needs the onnx extra: {sync_extra('onnx')}"
         ) from None
 
 

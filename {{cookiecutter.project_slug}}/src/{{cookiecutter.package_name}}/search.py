@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from .atomic_files import write_text
-from .errors import ConfigError, MissingPackageError, PreemptedError, run_command
+from .errors import ConfigError, MissingPackageError, PreemptedError, run_command, sync_extra
 from .preemption import StopRequest
 from .search_space import parse_space
 from .search_worker import FINISHED, Search, work, write_best
@@ -53,7 +53,7 @@ from .train import load_training_config
 
 # What Trainer.evaluate returns, and which way is better (a new metric: add it here too).
 EVALUATION_METRICS = {"val_loss": "minimize", "val_accuracy": "maximize"}
-INSTALL = "search needs Optuna, the search extra: uv sync --locked --inexact --extra search"
+INSTALL = f"search needs Optuna, the search extra: {sync_extra('search')}"
 # Optuna's default of 5 finished trials before pruning leaves little to prune in a short search.
 PRUNE_AFTER_TRIALS = 3
 # How long a worker waits for another's transaction on an SQLite study (milliseconds each,

@@ -41,6 +41,7 @@ from .errors import (
     MissingPackageError,
     StorageError,
     run_command,
+    sync_extra,
 )
 from .run_files import METRICS, RUN_MARKERS, RunFiles
 
@@ -216,12 +217,7 @@ def open_remote(url: str) -> Remote:
         )
     except ImportError:
         package, extra = PROTOCOL_PACKAGES.get(protocol, (protocol, None))
-        how = (
-            # --inexact: a plain `uv sync` would remove torch, which uv.lock leaves out.
-            f"uv sync --locked --inexact --extra {extra}"
-            if extra
-            else (f"uv pip install {package}")
-        )
+        how = sync_extra(extra) if extra else f"uv pip install {package}"
         message = f"{url}: {protocol}:// needs the {package} package; {how}"
         raise MissingPackageError(message) from None
     except ValueError:
